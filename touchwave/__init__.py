@@ -1,0 +1,1 @@
+"""touchwave: multi-channel campaign engine."""

@@ -1,0 +1,252 @@
+"""The `touchwave` command line.
+
+Exit codes: 0 success, 2 a user's mistake (message, no traceback), 1 an internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from touchwave import logs
+from touchwave.config import Settings
+from touchwave.errors import UserError
+from touchwave.store import Store
+from touchwave.store import catalog as catalog_store
+from touchwave.store import db
+from touchwave.store import subscribers as subscriber_store
+from touchwave.store import templates as template_store
+from touchwave.templates.compiler import compile_template, read_template
+from touchwave.templates.problems import TemplateInvalid
+from touchwave.templates.render import as_mermaid, as_text
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _store(args: argparse.Namespace, migrated: bool = True) -> Store:
+    return Store.open(Settings.from_env(args.database_url).database_url, migrated=migrated)
+
+
+# -- db ------------------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    store = _store(args, migrated=False)
+    before, after = db.upgrade(store.engine)
+    where = db.safe_url(store.engine)
+    _out(f"{where}: already at schema revision {after}" if before == after
+         else f"{where}: schema upgraded from {before or 'empty'} to {after}")
+    return EXIT_OK
+
+
+# -- offers --------------------------------------------------------------------------
+
+
+def cmd_offers_load(args: argparse.Namespace) -> int:
+    catalog = catalog_store.read_catalog_file(args.file)
+    store = _store(args)
+    with store.session.begin() as session:
+        offers, scripts = catalog_store.upsert_catalog(session, catalog)
+    _out(f"{args.file}: {offers} offers and {scripts} scripts stored")
+    return EXIT_OK
+
+
+def cmd_offers_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    with store.session() as session:
+        catalog = catalog_store.read_catalog(session)
+    by_offer: dict[str, list[str]] = {code: [] for code in sorted(catalog.offers)}
+    for script in sorted(catalog.scripts.values(), key=lambda s: s.code):
+        by_offer[script.offer].append(f"{script.channel}:{script.code}")
+    for code, scripts in by_offer.items():
+        _out(f"{code:<20} {' '.join(scripts)}")
+    return EXIT_OK
+
+
+# -- subscribers ---------------------------------------------------------------------
+
+
+def cmd_subscribers_synth(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise UserError("--count must be at least 1")
+    store = _store(args)
+    loaded = subscriber_store.bulk_load(store.engine, subscriber_store.synthetic(args.count, seed=args.seed))
+    _out(f"{loaded} synthetic subscribers loaded (seed {args.seed})")
+    return EXIT_OK
+
+
+def cmd_subscribers_load(args: argparse.Namespace) -> int:
+    store = _store(args)
+    loaded = subscriber_store.bulk_load(store.engine, subscriber_store.read_csv(args.file))
+    _out(f"{args.file}: {loaded} subscribers loaded")
+    return EXIT_OK
+
+
+def cmd_subscribers_stats(args: argparse.Namespace) -> int:
+    stats = subscriber_store.counts(_store(args).engine)
+    if args.format == "json":
+        _out(json.dumps(stats, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    _out(f"{stats['total']} subscribers")
+    for title in ("by_region", "by_plan"):
+        _out(f"  {title.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in stats[title].items()))
+    return EXIT_OK
+
+
+# -- templates -----------------------------------------------------------------------
+
+
+def cmd_template_validate(args: argparse.Namespace) -> int:
+    """Schema and graph checks always; offer/script references when a store is configured."""
+    settings = Settings.from_env(args.database_url)
+    catalog = None
+    if settings.database_configured:
+        store = Store.open(settings.database_url)
+        with store.session() as session:
+            catalog = catalog_store.read_catalog(session)
+    failed = 0
+    for path in args.files:
+        try:
+            plan = compile_template(read_template(path), catalog, source=path)
+        except TemplateInvalid as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+            continue
+        checked = "schema, graph and catalog references" if catalog else "schema and graph; no store configured, references not checked"
+        _out(f"{path}: ok — {plan.template} {plan.template_hash[:12]}, {len(plan.steps)} nodes ({checked})")
+    return EXIT_USER if failed else EXIT_OK
+
+
+def cmd_template_upload(args: argparse.Namespace) -> int:
+    store = _store(args)
+    failed = 0
+    for path in args.files:
+        try:
+            document = read_template(path)
+            with store.session.begin() as session:
+                version, created = template_store.upload(session, document, args.author, source=path)
+        except TemplateInvalid as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+            continue
+        state = "stored as new version" if created else "unchanged, still version"
+        _out(f"{path}: {version.name} {state} {version.version} ({version.content_hash[:12]})")
+    return EXIT_USER if failed else EXIT_OK
+
+
+def cmd_template_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    with store.session() as session:
+        summaries = template_store.list_templates(session)
+    if not summaries:
+        _out("no templates uploaded yet")
+        return EXIT_OK
+    width = max(len(t.name) for t in summaries)
+    _out(f"{'name':<{width}}  version  hash          author      uploaded (UTC)    title")
+    for t in summaries:
+        _out(f"{t.name:<{width}}  {t.latest_version:>4}/{t.versions:<3} {t.content_hash[:12]}  {t.author:<10}  "
+             f"{t.created_at:%Y-%m-%d %H:%M}  {t.title}")
+    return EXIT_OK
+
+
+def cmd_template_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    with store.session() as session:
+        version = template_store.get_template(session, args.name, args.version)
+    if args.format == "mermaid":
+        _out(as_mermaid(version.plan))
+    elif args.format == "json":
+        _out(json.dumps(version.plan.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _out(as_text(version.plan, version.version))
+        _out(f"  uploaded by {version.author} at {version.created_at:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="touchwave", description="Multi-channel campaign engine for telecom operators.")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: $TOUCHWAVE_DATABASE_URL or var/touchwave.db)")
+    parser.add_argument("--log-level", default=os.environ.get("TOUCHWAVE_LOG_LEVEL", "WARNING"))
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction:
+        return groups.add_parser(name, help=help_text).add_subparsers(dest="command", required=True, metavar="ACTION")
+
+    def command(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
+                help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    database = group("db", "the database schema")
+    command(database, "upgrade", cmd_db_upgrade, "create or migrate the schema to this version of touchwave")
+
+    offers = group("offers", "the offer catalog and its scripts")
+    p = command(offers, "load", cmd_offers_load, "create or update offers and scripts from a catalog JSON file")
+    p.add_argument("file")
+    command(offers, "list", cmd_offers_list, "list offers with their scripts per channel")
+
+    subs = group("subscribers", "subscribers")
+    p = command(subs, "synth", cmd_subscribers_synth, "load synthetic subscribers (for demos and benchmarks)")
+    p.add_argument("--count", type=_positive_int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p = command(subs, "load", cmd_subscribers_load, "load subscribers from a CSV (msisdn, region, plan, attributes…)")
+    p.add_argument("file")
+    p = command(subs, "stats", cmd_subscribers_stats, "count subscribers by region and plan")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    templates = group("template", "flowchart templates")
+    p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p = command(templates, "upload", cmd_template_upload, "store templates; a changed one becomes a new version")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--author", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    command(templates, "list", cmd_template_list, "list templates (latest version of each)")
+    p = command(templates, "show", cmd_template_show, "show a template's compiled plan")
+    p.add_argument("name")
+    p.add_argument("--version", type=_positive_int)
+    p.add_argument("--format", choices=("text", "mermaid", "json"), default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level.upper())
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"touchwave: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("touchwave: internal error (the traceback above is for the developers)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Runtime configuration, read from the environment.
+
+Everything an operator sets is an environment variable prefixed `TOUCHWAVE_`; the
+defaults give the embedded stack (SQLite file under `var/`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+#: The repository root: templates, their schema and the demo catalog live beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_ROOT / "campaign_templates"
+SCHEMA_PATH = TEMPLATES_DIR / "schema" / "flowchart.schema.json"
+
+DEFAULT_VAR_DIR = Path("var")
+DEFAULT_SQLITE_FILE = "touchwave.db"
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the driver we ship: `postgresql://` means psycopg 3, not psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    var_dir: Path
+    #: True when the operator named a database (env or flag) rather than taking the default.
+    database_configured: bool
+
+    @classmethod
+    def from_env(cls, database_url: str | None = None) -> Settings:
+        var_dir = Path(os.environ.get("TOUCHWAVE_VAR_DIR", DEFAULT_VAR_DIR))
+        url = database_url or os.environ.get("TOUCHWAVE_DATABASE_URL")
+        configured = bool(url) or (var_dir / DEFAULT_SQLITE_FILE).exists()
+        if not url:
+            url = f"sqlite:///{var_dir / DEFAULT_SQLITE_FILE}"
+        return cls(database_url=normalise_database_url(url), var_dir=var_dir, database_configured=configured)

@@ -1,0 +1,251 @@
+"""The store's tables.
+
+Per-customer campaign state lives here and is changed set-wise; Temporal holds only the
+campaign's timeline. Enumerations are VARCHAR + CHECK (portable, and cheap to extend in a
+migration); timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Channel(enum.StrEnum):
+    SMS = "sms"
+    OUTBOUND = "outbound"
+    APP = "app"
+    HALL = "hall"
+    HOTLINE = "hotline"
+    ONLINE_HALL = "online_hall"
+
+    @property
+    def passive(self) -> bool:
+        """Passive channels show the offer when the customer comes to us."""
+        return self in PASSIVE_CHANNELS
+
+
+PASSIVE_CHANNELS = frozenset({Channel.HALL, Channel.HOTLINE, Channel.ONLINE_HALL})
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class MemberState(enum.StrEnum):
+    PENDING = "pending"
+    CONTACTED = "contacted"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CONSIDERING = "considering"
+    SUPPRESSED = "suppressed"
+    LEFT = "left"
+
+    @property
+    def completed(self) -> bool:
+        """Accepted or declined anywhere ends the campaign for this member."""
+        return self in (MemberState.ACCEPTED, MemberState.DECLINED)
+
+
+class ContactStatus(enum.StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    WITHDRAWN = "withdrawn"
+    SUPPRESSED = "suppressed"
+
+
+class Outcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CONSIDERING = "considering"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Subscriber(Base):
+    """A mobile subscriber as the operator's CRM knows them."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    msisdn: Mapped[str] = mapped_column(String(20), unique=True)
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    plan: Mapped[str] = mapped_column(String(64), index=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Offer(Base):
+    """A product the campaign sells (a plan, a contract, a value-added service)."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    product: Mapped[str] = mapped_column(String(64))
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    business_line: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Script(Base):
+    """The standard words for one offer in one channel ("target, offer, script: three in one")."""
+
+    __tablename__ = "scripts"
+    __table_args__ = (UniqueConstraint("offer_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class FlowchartTemplate(Base):
+    """One version of a configurer's flowchart; versions are immutable."""
+
+    __tablename__ = "flowchart_templates"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content: Mapped[dict[str, Any]] = mapped_column()
+    content_hash: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[dict[str, Any]] = mapped_column()
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    """A template version put to work on an audience."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    template_id: Mapped[int] = mapped_column(ForeignKey("flowchart_templates.id"), index=True)
+    status: Mapped[CampaignStatus] = mapped_column(
+        _enum(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
+    )
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    business_line: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime | None] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignMember(Base):
+    """A subscriber's state in one campaign; changed set-wise, never row by row."""
+
+    __tablename__ = "campaign_members"
+    __table_args__ = (Index("ix_campaign_members_campaign_state", "campaign_id", "state"),)
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), primary_key=True, index=True)
+    cohort: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[MemberState] = mapped_column(_enum(MemberState, "member_state"), default=MemberState.PENDING)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    """The contact ledger: one row per attempt to reach a member at a step.
+
+    `idempotency_key` is `campaign:step:subscriber:attempt`; its UNIQUE constraint is
+    what makes a retried activity unable to contact anyone twice.
+    """
+
+    __tablename__ = "contact_ledger"
+    __table_args__ = (Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    status: Mapped[ContactStatus] = mapped_column(_enum(ContactStatus, "contact_status"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Response(Base):
+    """A customer's answer to a campaign, recorded by whichever channel heard it."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_campaign_subscriber", "campaign_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    outcome: Mapped[Outcome] = mapped_column(_enum(Outcome, "outcome"))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:
+    """The contact's key, as stored in the ledger and sent to gateways."""
+    return f"{campaign_id}:{step_id}:{subscriber_id}:{attempt}"
