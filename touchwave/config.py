@@ -7,10 +7,14 @@ defaults give the embedded stack (SQLite file under `var/`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from touchwave.errors import StoreUnavailable
 
 #: The repository root: templates, their schema and the demo catalog live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +25,20 @@ DEFAULT_VAR_DIR = Path("var")
 DEFAULT_SQLITE_FILE = "touchwave.db"
 
 
+def hide_password(url: str) -> str:
+    """The URL as it may be shown in a message or a log."""
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
 def normalise_database_url(url: str) -> str:
     """Pick the driver we ship: `postgresql://` means psycopg 3, not psycopg2."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreUnavailable(
+            f"cannot use the database URL {hide_password(url)!r} ({exc}); give one such as "
+            "sqlite:///var/touchwave.db or postgresql://user@host:5432/db"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
+from touchwave.config import hide_password
 from touchwave.errors import StoreUnavailable
 from touchwave.store.db import make_engine, require_current, session_factory
 
@@ -24,8 +24,7 @@ class Store:
         try:
             engine = make_engine(url)
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            shown = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
-            raise StoreUnavailable(f"cannot use the database URL {shown!r}: {exc}") from exc
+            raise StoreUnavailable(f"cannot use the database URL {hide_password(url)!r}: {exc}") from exc
         if migrated:
             require_current(engine)
         return cls(engine, session_factory(engine))

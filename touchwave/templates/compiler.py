@@ -449,7 +449,7 @@ def _reference_problems(graph: _Graph, catalog: Catalog) -> list[Problem]:
             if found is None:
                 problems.append(Problem(graph.at(node_id, "script"), f'no script "{script}" in the catalog'))
                 continue
-            if isinstance(offer, str) and found.offer != offer:
+            if isinstance(offer, str) and offer in catalog.offers and found.offer != offer:
                 problems.append(
                     Problem(graph.at(node_id, "script"), f'script "{script}" is written for offer "{found.offer}", not "{offer}"')
                 )

@@ -1,0 +1,68 @@
+"""Shared fixtures: a fresh, migrated store on SQLite, and on PostgreSQL when
+TOUCHWAVE_TEST_DATABASE_URL is set (as CI does)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from touchwave.config import TEMPLATES_DIR, normalise_database_url
+from touchwave.store import Store, db
+
+POSTGRES_URL = os.environ.get("TOUCHWAVE_TEST_DATABASE_URL")
+DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+EXAMPLES = sorted(TEMPLATES_DIR.glob("*.json"))
+CATALOG_FILE = TEMPLATES_DIR / "catalog" / "offers.json"
+
+
+def postgres_schema_url(schema: str) -> str:
+    """The test database URL, confined to `schema` through the search path."""
+    assert POSTGRES_URL
+    url = make_url(normalise_database_url(POSTGRES_URL))
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'touchwave.db'}"
+        return
+    schema = f"tw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_database_url(POSTGRES_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield postgres_schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store migrated to the newest schema."""
+    opened = Store.open(database_url, migrated=False)
+    db.upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def ringback() -> dict[str, Any]:
+    """The seed-002 ringback-tone template, fresh for each test to change."""
+    return load_example("ringback_tone_download.json")
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((TEMPLATES_DIR / name).read_text(encoding="utf-8")))

@@ -1,0 +1,174 @@
+"""The `touchwave` command: exit 0 on success, 2 with a clear message on a user's mistake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from touchwave import cli
+from touchwave.config import TEMPLATES_DIR
+
+from .conftest import CATALOG_FILE, EXAMPLES, load_example
+
+RINGBACK = str(TEMPLATES_DIR / "ringback_tone_download.json")
+
+
+@pytest.fixture
+def run(capsys, monkeypatch, tmp_path):
+    """Run the CLI in-process with var/ in a temporary folder; returns (code, stdout, stderr)."""
+    monkeypatch.setenv("TOUCHWAVE_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("TOUCHWAVE_DATABASE_URL", raising=False)
+
+    def invoke(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+@pytest.fixture
+def with_store(run, database_url, monkeypatch):
+    """A migrated store with the shipped catalog, named by TOUCHWAVE_DATABASE_URL."""
+    monkeypatch.setenv("TOUCHWAVE_DATABASE_URL", database_url)
+    assert run("db", "upgrade")[0] == 0
+    assert run("offers", "load", str(CATALOG_FILE))[0] == 0
+    return run
+
+
+def broken_file(tmp_path: Path, content: str) -> str:
+    path = tmp_path / "broken.json"
+    path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+def test_validate_needs_no_database(run, tmp_path):
+    code, out, err = run("template", "validate", *map(str, EXAMPLES))
+    assert code == 0, err
+    assert out.count(": ok") == len(EXAMPLES)
+    assert "references not checked" in out
+    assert not (tmp_path / "var").exists(), "validate must not create a database"
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no such file"),
+        ("", "the file is empty"),
+        ("{\"name\": ", "not valid JSON: Expecting value at line 1, column 10"),
+        ("[1, 2]", "/: a template must be a JSON object, not a list"),
+        ('{"name": "x"}', '/: "business_line" is required here'),
+    ],
+)
+def test_validate_rejects_bad_files_with_exit_2_and_no_traceback(run, tmp_path, content, words):
+    path = str(tmp_path / "missing.json") if content is None else broken_file(tmp_path, content)
+    code, out, err = run("template", "validate", path)
+    assert code == 2
+    assert words in err
+    assert err.startswith(path)
+    assert "Traceback" not in err
+
+
+def test_validate_reports_every_problem_of_every_file(run, tmp_path):
+    doc = load_example("ringback_tone_download.json")
+    doc["nodes"][1]["wait"] = "P3X"
+    doc["priority"] = "high"
+    code, out, err = run("template", "validate", broken_file(tmp_path, json.dumps(doc)), RINGBACK)
+    assert code == 2
+    assert '/nodes/1/wait: "P3X" is not an ISO-8601 duration' in err
+    assert "/priority: should be a whole number" in err
+    assert f"{RINGBACK}: ok" in out
+
+
+def test_validate_checks_references_when_a_store_is_configured(with_store, tmp_path):
+    doc = load_example("ringback_tone_download.json")
+    doc["nodes"][0]["offer"] = "NO_SUCH_OFFER"
+    code, _, err = with_store("template", "validate", broken_file(tmp_path, json.dumps(doc)))
+    assert code == 2
+    assert '/nodes/0/offer: no offer "NO_SUCH_OFFER" in the catalog' in err
+
+
+def test_upload_list_show(with_store):
+    run = with_store
+    code, out, _ = run("template", "upload", RINGBACK)
+    assert (code, "stored as new version 1" in out) == (0, True)
+    code, out, _ = run("template", "upload", RINGBACK)
+    assert (code, "unchanged, still version 1" in out) == (0, True)
+    code, out, _ = run("template", "list")
+    assert code == 0 and "ringback-tone-download" in out and "彩铃下载多渠道协同营销" in out
+    code, out, _ = run("template", "show", "ringback-tone-download")
+    assert code == 0
+    assert "sms_broadcast" in out and "window P14D" in out and "→ wait_sms" in out
+    code, out, _ = run("template", "show", "ringback-tone-download", "--format", "mermaid")
+    assert code == 0 and out.startswith("flowchart TD") and "outbound_call --> wait_calls" in out
+    code, out, _ = run("template", "show", "ringback-tone-download", "--format", "json")
+    assert json.loads(out)["entry"] == "sms_broadcast"
+
+
+def test_upload_of_a_broken_template_stores_nothing(with_store, tmp_path):
+    doc = load_example("sim_swap_4g.json")
+    doc["nodes"][0]["script"] = "RBT_SMS"
+    code, _, err = with_store("template", "upload", broken_file(tmp_path, json.dumps(doc)))
+    assert code == 2
+    assert "/nodes/0/script: script \"RBT_SMS\" is written for offer \"RBT_DOWNLOAD\"" in err
+    code, out, _ = with_store("template", "list")
+    assert "no templates uploaded yet" in out
+
+
+def test_show_of_an_unknown_template_is_a_user_error(with_store):
+    with_store("template", "upload", RINGBACK)
+    code, _, err = with_store("template", "show", "ringback")
+    assert code == 2
+    assert 'no template named "ringback"; uploaded: ringback-tone-download' in err
+    code, _, err = with_store("template", "show", "ringback-tone-download", "--version", "9")
+    assert (code, "has no version 9" in err) == (2, True)
+
+
+def test_subscribers_synth_and_stats(with_store):
+    code, out, _ = with_store("subscribers", "synth", "--count", "1200", "--seed", "3")
+    assert (code, out.strip()) == (0, "1200 synthetic subscribers loaded (seed 3)")
+    code, out, _ = with_store("subscribers", "stats", "--format", "json")
+    stats = json.loads(out)
+    assert stats["total"] == 1200 == sum(stats["by_region"].values()) == sum(stats["by_plan"].values())
+
+
+def test_an_unreachable_database_is_exit_2_with_the_address(run, monkeypatch):
+    monkeypatch.setenv("TOUCHWAVE_DATABASE_URL", "postgresql://touchwave:secret@127.0.0.1:9/touchwave")
+    code, _, err = run("template", "list")
+    assert code == 2
+    assert "cannot reach the database postgresql+psycopg://touchwave:***@127.0.0.1:9/touchwave" in err
+    assert "secret" not in err and "Traceback" not in err
+
+
+def test_a_malformed_database_url_is_exit_2(run):
+    code, _, err = run("--database-url", "not a url", "template", "list")
+    assert code == 2 and "cannot use the database URL" in err
+
+
+def test_an_unmigrated_database_says_how_to_fix_it(run, tmp_path):
+    code, _, err = run("--database-url", f"sqlite:///{tmp_path / 'empty.db'}", "template", "list")
+    assert code == 2 and "run `touchwave db upgrade`" in err
+
+
+def test_an_internal_failure_is_exit_1_with_a_traceback(run, monkeypatch):
+    def broken(_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_template_list", broken)
+    code, _, err = run("template", "list")
+    assert code == 1
+    assert "Traceback" in err and "internal error" in err
+
+
+def test_the_installed_command_runs():
+    touchwave = shutil.which("touchwave", path=str(Path(sys.executable).parent))
+    assert touchwave, "the touchwave entry point is not installed in this environment"
+    result = subprocess.run([touchwave, "template", "validate", RINGBACK], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "TOUCHWAVE_VAR_DIR": "/nonexistent/var"})
+    assert result.returncode == 0, result.stderr
+    assert "ringback-tone-download" in result.stdout
