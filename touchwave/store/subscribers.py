@@ -25,6 +25,8 @@ from touchwave.store.models import Subscriber
 
 _MSISDN = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
 STAGE = "tw_subscriber_stage"
+# one encoder for the whole load: json.dumps with options builds a new one per call
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def bulk_load(engine: Engine, rows: Iterable[SubscriberRow], batch_size: int = 5
         )
         iterator = iter(rows)
         while batch := list(islice(iterator, batch_size)):
-            _stage(conn, [(r.msisdn, r.region, r.plan, json.dumps(r.attributes, ensure_ascii=False)) for r in batch])
+            _stage(conn, [(r.msisdn, r.region, r.plan, _encode(r.attributes)) for r in batch])
             loaded += len(batch)
         duplicate = conn.exec_driver_sql(
             f"SELECT msisdn FROM {STAGE} GROUP BY msisdn HAVING count(*) > 1 LIMIT 1"
