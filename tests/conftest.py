@@ -66,3 +66,15 @@ def ringback() -> dict[str, Any]:
 
 def load_example(name: str) -> dict[str, Any]:
     return copy.deepcopy(json.loads((TEMPLATES_DIR / name).read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="session")
+async def temporal():
+    """The time-skipping test server (waits of days pass in milliseconds)."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from .temporal_env import binary
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    yield env
+    await env.shutdown()

@@ -92,7 +92,13 @@ class MemberState(enum.StrEnum):
 
 
 class ContactStatus(enum.StrEnum):
+    """A contact's life: claimed by a step, handed to the channel (sending → sent →
+    delivered | failed), or, for passive channels, open until the window closes.
+    Completion withdraws whatever is still claimed, open or queued."""
+
     CLAIMED = "claimed"
+    SENDING = "sending"
+    OPEN = "open"
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
@@ -203,6 +209,8 @@ class CampaignMember(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), primary_key=True, index=True)
     cohort: Mapped[int] = mapped_column(Integer, default=0)
+    #: the node a split sent this member to (None before any split)
+    route: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[MemberState] = mapped_column(_enum(MemberState, "member_state"), default=MemberState.PENDING)
     reason: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -216,7 +224,11 @@ class Contact(Base):
     """
 
     __tablename__ = "contact_ledger"
-    __table_args__ = (Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id"),)
+    __table_args__ = (
+        Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id"),
+        # the offer view and the contact trail look contacts up by subscriber and channel
+        Index("ix_contact_ledger_status_window", "subscriber_id", "channel", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
@@ -227,6 +239,10 @@ class Contact(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     status: Mapped[ContactStatus] = mapped_column(_enum(ContactStatus, "contact_status"))
     reason: Mapped[str | None] = mapped_column(String(200))
+    #: the gateway's message id or the call centre's task id
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    #: passive channels: the offer is shown until then
+    window_ends_at: Mapped[datetime | None] = mapped_column()
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,0 +1,157 @@
+"""The campaign's side effects, as methods of an object the worker builds with its
+engine and channel adapters (tests build it with the simulator's transport)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, func, select
+from temporalio import activity
+
+from channel_adapters.base import ChannelAdapter, Message
+from channel_adapters.outbound import OutboundAdapter
+from touchwave import contacts
+from touchwave.contacts import Shard
+from touchwave.store.models import Campaign, CampaignMember, CampaignStatus, ContactStatus, Script, utcnow
+
+
+@dataclass
+class ShardRef:
+    campaign_id: int
+    cohort: int
+    index: int
+    shards: int
+
+    @property
+    def shard(self) -> Shard:
+        return Shard(self.campaign_id, self.cohort, self.index, self.shards)
+
+
+@dataclass
+class CohortInput:
+    campaign_id: int
+    shard_size: int
+
+
+@dataclass
+class Cohort:
+    cohort: int
+    members: int
+    shards: int
+
+
+@dataclass
+class StepInput:
+    shard: ShardRef
+    step_id: str
+    channel: str
+    offer: str
+    script: str
+    route: str | None = None
+    window_seconds: int | None = None
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    channel: str
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    #: failures by reason, e.g. {"number not in service": 1}
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SplitInput:
+    shard: ShardRef
+    route: str | None
+    branches: dict[str, str]
+
+
+@dataclass
+class StatusInput:
+    campaign_id: int
+    status: str
+
+
+class CampaignActivities:
+    def __init__(self, engine: Engine, adapters: Mapping[str, ChannelAdapter], batch_size: int = 1000) -> None:
+        self.engine = engine
+        self.adapters = adapters
+        self.batch_size = batch_size
+
+    @activity.defn
+    def open_cohort(self, input: CohortInput) -> Cohort:
+        """The members present at launch are cohort 0, cut into shards of `shard_size`."""
+        with self.engine.connect() as conn:
+            members = conn.scalar(
+                select(func.count()).where(CampaignMember.campaign_id == input.campaign_id, CampaignMember.cohort == 0)
+            ) or 0
+        return Cohort(cohort=0, members=members, shards=max(1, math.ceil(members / input.shard_size)))
+
+    @activity.defn
+    def set_status(self, input: StatusInput) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                Campaign.__table__.update().where(Campaign.id == input.campaign_id)
+                .values(status=CampaignStatus(input.status), updated_at=utcnow())
+            )
+
+    @activity.defn
+    def run_step(self, input: StepInput) -> StepResult:
+        """Claim the eligible members of the shard in one statement, then hand them to the
+        channel in batches. Safe to retry: claims and contacts are keyed per member."""
+        shard = input.shard.shard
+        result = StepResult(input.step_id, input.channel)
+        if input.window_seconds:
+            ends = contacts.now() + timedelta(seconds=input.window_seconds)
+            result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route, ends)
+            contacts.mark_passive_reached(self.engine, shard, input.step_id)
+            return result
+        result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+        adapter = self.adapters[input.channel]
+        message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
+        while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size):
+            deliveries = adapter.send(batch, message)
+            contacts.record(self.engine, input.shard.campaign_id, deliveries)
+            for delivery in deliveries:
+                if delivery.status == ContactStatus.FAILED:
+                    result.failed += 1
+                    result.reasons[delivery.reason or "failed"] = result.reasons.get(delivery.reason or "failed", 0) + 1
+                else:
+                    result.sent += 1
+            activity.heartbeat(result.sent + result.failed)
+        return result
+
+    def _script_text(self, code: str) -> str:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(Script.text).where(Script.code == code)) or ""
+
+    @activity.defn
+    def route_split(self, input: SplitInput) -> None:
+        contacts.route_split(self.engine, input.shard.shard, input.route, input.branches)
+
+    @activity.defn
+    def active_members(self, input: ShardRef) -> int:
+        return contacts.active_members(self.engine, input.shard)
+
+    @activity.defn
+    def withdraw_campaign(self, campaign_id: int) -> int:
+        """Cancel: withdraw every claimed and open contact, and the call tasks still queued."""
+        queued = [external for channel, external in contacts.withdraw_campaign(self.engine, campaign_id)]
+        outbound = self.adapters.get("outbound")
+        if queued and isinstance(outbound, OutboundAdapter):
+            contacts.mark_withdrawn(self.engine, outbound.withdraw(queued), "cancelled")
+        return len(queued)
+
+    @property
+    def all(self) -> list:
+        """Every activity, for the worker."""
+        return [self.open_cohort, self.set_status, self.run_step, self.route_split, self.active_members,
+                self.withdraw_campaign]
+
+

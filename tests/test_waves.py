@@ -1,0 +1,129 @@
+"""The wave engine end to end on the time-skipping server: SMS, then hall and 10086,
+then outbound, with day-long waits; completion anywhere stops the later waves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from channel_adapters.outbound import OutboundAdapter
+from channel_adapters.simulator import CustomerModel, Simulator
+from channel_adapters.sms import SmsAdapter
+from touchwave import campaigns
+from touchwave.responses import record_response
+from touchwave.store.catalog import read_catalog_file, upsert_catalog
+from touchwave.store.models import Outcome
+from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.store.templates import upload
+from touchwave.worker import build_worker
+from workflows.campaign import CampaignInput, CampaignWorkflow
+
+from .conftest import CATALOG_FILE, load_example
+
+SILENT = CustomerModel(accept={}, decline={}, consider={})
+
+
+def seed(store, template: str = "ringback_tone_download.json", subscribers: int = 300):
+    with store.session.begin() as session:
+        upsert_catalog(session, read_catalog_file(CATALOG_FILE))
+        upload(session, load_example(template), author="test")
+    bulk_load(store.engine, synthetic(subscribers, seed=5, today=date.today()))
+    return campaigns.create(store, load_example(template)["name"], created_by="test")
+
+
+def adapters(sim: Simulator) -> dict:
+    no_wait = {"sleep": lambda _s: None, "backoff_seconds": 0}
+    return {"sms": SmsAdapter("http://sms", sim.transport(), **no_wait),
+            "outbound": OutboundAdapter("http://callcentre", sim.transport(), **no_wait)}
+
+
+def ledger(store, campaign_id: int) -> dict[str, dict[str, str]]:
+    """step → msisdn → contact status."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT c.step_id, s.msisdn, c.status FROM contact_ledger c JOIN subscribers s ON s.id = c.subscriber_id "
+            "WHERE c.campaign_id = :c"), {"c": campaign_id}).all()
+    steps: dict[str, dict[str, str]] = {}
+    for step, msisdn, status in rows:
+        steps.setdefault(step, {})[msisdn] = status
+    return steps
+
+
+def members(store, campaign_id: int) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT s.msisdn FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
+            "WHERE m.campaign_id = :c ORDER BY s.msisdn"), {"c": campaign_id}).scalars())
+
+
+async def until(predicate, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the campaign"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(seed=1, customers=SILENT)
+
+
+async def start(temporal, store, sim, campaign, shard_size: int = 100):
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(temporal.client, store.engine, adapters(sim), task_queue=queue, batch_size=40)
+    handle = await temporal.client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=shard_size),
+        id=f"{campaign.workflow_id}-{uuid.uuid4().hex[:6]}", task_queue=queue,
+    )
+    return worker, handle
+
+
+async def test_three_waves_with_day_long_waits_run_in_seconds(temporal, store, sim):
+    campaign = seed(store)
+    assert campaign.members > 100
+    worker, handle = await start(temporal, store, sim, campaign)
+    started = time.monotonic()
+    async with worker:
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert time.monotonic() - started < 30
+    everyone = set(members(store, campaign.id))
+    steps = ledger(store, campaign.id)
+    assert set(steps["sms_broadcast"]) == everyone
+    assert set(steps["sms_broadcast"].values()) == {"sent"}
+    assert set(sim.sms_sent) == everyone and set(sim.sms_sent.values()) == {1}
+    assert set(steps["hall_window"]) == everyone and set(steps["hall_window"].values()) == {"open"}
+    assert set(steps["hotline_window"]) == everyone
+    assert {t.msisdn for t in sim.tasks.values()} == everyone
+    assert result.status == "finished"
+    assert result.shards == -(-len(everyone) // 100) == result.shards_done
+    assert result.steps["sms_broadcast"].sent == len(everyone)
+    assert campaigns.get(store, campaign.id).status == "finished"
+
+
+async def test_completion_in_one_channel_stops_the_later_waves(temporal, store, sim):
+    campaign = seed(store)
+    everyone = members(store, campaign.id)
+    declined_by_sms, considering, accepted_in_hall = everyone[0], everyone[1], everyone[2]
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(lambda: len(ledger(store, campaign.id).get("sms_broadcast", {})) == len(everyone)
+                    and "claimed" not in ledger(store, campaign.id)["sms_broadcast"].values())
+        record_response(store.engine, campaign.id, declined_by_sms, Outcome.DECLINED, "sms")
+        record_response(store.engine, campaign.id, considering, Outcome.CONSIDERING, "sms")
+        await temporal.sleep(timedelta(days=3, hours=1))
+        await until(lambda: len(ledger(store, campaign.id).get("hotline_window", {})) > 0)
+        record_response(store.engine, campaign.id, accepted_in_hall, Outcome.ACCEPTED, "hall", agent="hall-1")
+        await asyncio.wait_for(handle.result(), 60)
+    steps = ledger(store, campaign.id)
+    assert declined_by_sms not in steps["hall_window"] and declined_by_sms not in steps["outbound_call"]
+    assert steps["hall_window"][accepted_in_hall] == "withdrawn"
+    assert accepted_in_hall not in steps["outbound_call"]
+    assert steps["hall_window"][considering] == "open" and steps["outbound_call"][considering] == "sent"
+    called = {t.msisdn for t in sim.tasks.values()}
+    assert declined_by_sms not in called and accepted_in_hall not in called and considering in called

@@ -1,0 +1,1 @@
+"""Audiences: rules over subscriber fields and attributes, compiled to SQL."""

@@ -1,0 +1,30 @@
+"""Building the Temporal worker: workflows, activities, and the channel adapters they use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.campaign import CampaignActivities
+from channel_adapters.base import ChannelAdapter
+from workflows.campaign import CampaignWorkflow
+from workflows.shard import ShardWorkflow
+
+TASK_QUEUE = "touchwave-campaigns"
+
+
+def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter],
+                 task_queue: str = TASK_QUEUE, batch_size: int = 1000, threads: int = 8) -> Worker:
+    activities = CampaignActivities(engine, adapters, batch_size=batch_size)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CampaignWorkflow, ShardWorkflow],
+        activities=activities.all,
+        activity_executor=ThreadPoolExecutor(threads),
+        max_concurrent_activities=threads,
+    )

@@ -1,0 +1,151 @@
+"""One shard of one cohort walks the campaign's plan on its own timeline.
+
+All per-member state is in the database; this workflow only holds the timeline:
+which step comes next, the durable waits, pause and cancel. A split runs its branches
+side by side, each on the members the split routed there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.campaign import CampaignActivities, ShardRef, SplitInput, StepInput, StepResult
+    from touchwave.templates.plan import Plan, Step
+
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(minutes=1))
+DB_TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass
+class ShardInput:
+    shard: ShardRef
+    plan: dict
+    #: demo runs shrink the plan's waits by this factor
+    time_scale: float = 1.0
+    parent_id: str | None = None
+
+
+@dataclass
+class ShardSummary:
+    steps: list[StepResult] = field(default_factory=list)
+    cancelled: bool = False
+
+
+@workflow.defn
+class ShardWorkflow:
+    def __init__(self) -> None:
+        self.paused = False
+        self.cancelled = False
+        self.inflight: set[workflow.ActivityHandle] = set()
+        self.summary = ShardSummary()
+        self.position: dict[str, str] = {}
+
+    @workflow.run
+    async def run(self, input: ShardInput) -> ShardSummary:
+        self.input = input
+        self.plan = Plan.from_dict(input.plan)
+        await self._walk(self.plan.entry, route=None)
+        self.summary.cancelled = self.cancelled
+        return self.summary
+
+    async def _walk(self, node_id: str | None, route: str | None) -> None:
+        while node_id is not None:
+            await workflow.wait_condition(lambda: not self.paused or self.cancelled)
+            if self.cancelled:
+                return
+            step = self.plan.step(node_id)
+            self.position[route or "main"] = node_id
+            if step.channel:
+                await self._run_step(step, route)
+            elif step.kind == "wait":
+                await self._wait(step)
+            elif step.kind == "split":
+                branches = {b.outcome: b.next for b in step.branches}
+                await workflow.execute_activity_method(
+                    CampaignActivities.route_split, SplitInput(self.input.shard, route, branches),
+                    start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
+                )
+                targets = list(dict.fromkeys(b.next for b in step.branches))
+                await asyncio.gather(*(self._walk(target, route=target) for target in targets))
+                return
+            node_id = step.next
+
+    async def _run_step(self, step: Step, route: str | None) -> None:
+        """Run a channel step; pause cancels it and resume runs it again (it picks up
+        where it stopped: claims and contacts are idempotent)."""
+        while not self.cancelled:
+            handle = workflow.start_activity_method(
+                CampaignActivities.run_step,
+                StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
+                          step.window_seconds),
+                start_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=STEP_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self.inflight.add(handle)
+            try:
+                result = await handle
+            except ActivityError as error:
+                if not isinstance(error.cause, CancelledError):
+                    raise
+                await workflow.wait_condition(lambda: not self.paused or self.cancelled)
+                continue
+            finally:
+                self.inflight.discard(handle)
+            self.summary.steps.append(result)
+            if self.input.parent_id:
+                parent = workflow.get_external_workflow_handle(self.input.parent_id)
+                await parent.signal("shard_step_done", result)
+            return
+
+    async def _wait(self, step: Step) -> None:
+        """A durable timer that ends early once no member of the shard can be contacted."""
+        total = timedelta(seconds=(step.wait_seconds or 0) * self.input.time_scale)
+        deadline = workflow.now() + total
+        check_every = max(total / 24, timedelta(minutes=1))
+        while not self.cancelled:
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                return
+            try:
+                await workflow.wait_condition(lambda: self.cancelled, timeout=min(check_every, remaining))
+            except asyncio.TimeoutError:
+                pass
+            if self.cancelled or workflow.now() >= deadline:
+                return
+            active = await workflow.execute_activity_method(
+                CampaignActivities.active_members, self.input.shard,
+                start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
+            )
+            if active == 0:
+                return
+
+    @workflow.signal
+    def pause(self) -> None:
+        self.paused = True
+        for handle in self.inflight:
+            handle.cancel()
+
+    @workflow.signal
+    def resume(self) -> None:
+        self.paused = False
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self.cancelled = True
+        for handle in self.inflight:
+            handle.cancel()
+
+    @workflow.query
+    def where(self) -> dict[str, str]:
+        """The node each route of this shard is at."""
+        return dict(self.position)
