@@ -127,3 +127,97 @@ async def test_completion_in_one_channel_stops_the_later_waves(temporal, store, 
     assert steps["hall_window"][considering] == "open" and steps["outbound_call"][considering] == "sent"
     called = {t.msisdn for t in sim.tasks.values()}
     assert declined_by_sms not in called and accepted_in_hall not in called and considering in called
+
+
+def sent_everyone(store, campaign_id: int, step: str, count: int):
+    def check() -> bool:
+        statuses = ledger(store, campaign_id).get(step, {})
+        return len(statuses) == count and not {"claimed", "sending"} & set(statuses.values())
+    return check
+
+
+async def test_a_queued_call_is_withdrawn_when_the_customer_accepts_in_the_hall(temporal, store, sim):
+    campaign = seed(store)
+    everyone = members(store, campaign.id)
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(sent_everyone(store, campaign.id, "sms_broadcast", len(everyone)))
+        await temporal.sleep(timedelta(days=3, hours=1))
+        await until(lambda: len(ledger(store, campaign.id).get("hotline_window", {})) == len(everyone))
+        await temporal.sleep(timedelta(days=7, hours=1))
+        await until(sent_everyone(store, campaign.id, "outbound_call", len(everyone)))
+        walk_in = everyone[7]
+        completion = record_response(store.engine, campaign.id, walk_in, Outcome.ACCEPTED, "hall",
+                                     outbound=adapters(sim)["outbound"], agent="hall-9")
+        assert len(completion.queued_calls) == 1
+        assert sim.dial_queued() == len(everyone) - 1
+        await asyncio.wait_for(handle.result(), 60)
+    assert sim.dials[walk_in] == 0
+    assert all(sim.dials[m] == 1 for m in everyone if m != walk_in)
+    steps = ledger(store, campaign.id)
+    assert steps["outbound_call"][walk_in] == "withdrawn"
+    assert steps["hall_window"][walk_in] == "withdrawn" and steps["hotline_window"][walk_in] == "withdrawn"
+
+
+async def test_pause_holds_every_step_and_cancel_withdraws_everything(temporal, store, sim):
+    campaign = seed(store)
+    everyone = members(store, campaign.id)
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(sent_everyone(store, campaign.id, "sms_broadcast", len(everyone)))
+        await handle.signal(CampaignWorkflow.pause)
+        await temporal.sleep(timedelta(days=30))
+        assert "hall_window" not in ledger(store, campaign.id)
+        assert (await handle.query(CampaignWorkflow.status)).status == "paused"
+        await until(lambda: campaigns.get(store, campaign.id).status == "paused")
+        await handle.signal(CampaignWorkflow.resume)
+        await until(lambda: len(ledger(store, campaign.id).get("hotline_window", {})) == len(everyone))
+        await handle.signal(CampaignWorkflow.cancel)
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "cancelled"
+    assert campaigns.get(store, campaign.id).status == "cancelled"
+    steps = ledger(store, campaign.id)
+    assert set(steps["hall_window"].values()) == {"withdrawn"} == set(steps["hotline_window"].values())
+    assert "outbound_call" not in steps and not sim.tasks
+
+
+async def test_a_split_routes_members_by_their_answer_to_the_call(temporal, store, sim):
+    campaign = seed(store, "contract_retention_96.json", subscribers=1500)
+    everyone = members(store, campaign.id)
+    assert len(everyone) >= 5
+    accepted, considering = everyone[0], everyone[1]
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(sent_everyone(store, campaign.id, "account_manager_call", len(everyone)))
+        record_response(store.engine, campaign.id, accepted, Outcome.ACCEPTED, "outbound", agent="am-1")
+        record_response(store.engine, campaign.id, considering, Outcome.CONSIDERING, "outbound", agent="am-1")
+        await asyncio.wait_for(handle.result(), 60)
+    hall = ledger(store, campaign.id)["hall_window"]
+    assert accepted not in hall
+    assert set(hall) == set(everyone) - {accepted}
+    with store.engine.connect() as conn:
+        routes = dict(conn.execute(text(
+            "SELECT s.msisdn, m.route FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
+            "WHERE m.campaign_id = :c"), {"c": campaign.id}).all())
+    assert routes[accepted] == "closed" and routes[considering] == "hall_window"
+
+
+async def test_a_flaky_gateway_delivers_each_message_once_and_a_dead_number_fails_alone(temporal, store):
+    campaign = seed(store)
+    everyone = members(store, campaign.id)
+    dead = everyone[3]
+    sim = Simulator(seed=2, customers=SILENT, fail_next=3, timeout_next=3, reject_numbers={dead})
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "finished"
+    assert all(sim.sms_sent[m] == 1 for m in everyone if m != dead) and sim.sms_sent[dead] == 0
+    with store.engine.connect() as conn:
+        status, reason = conn.execute(text(
+            "SELECT c.status, c.reason FROM contact_ledger c JOIN subscribers s ON s.id = c.subscriber_id "
+            "WHERE c.campaign_id = :c AND c.step_id = 'sms_broadcast' AND s.msisdn = :m"),
+            {"c": campaign.id, "m": dead}).one()
+    assert (status, reason) == ("failed", "number not in service")
+    assert result.steps["sms_broadcast"].failed == 1
+    assert result.steps["sms_broadcast"].reasons == {"number not in service": 1}
+    assert ledger(store, campaign.id)["hall_window"][dead] == "open"

@@ -45,7 +45,10 @@ class CampaignProgress:
 
 @workflow.defn
 class CampaignWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, input: CampaignInput) -> None:
+        # signals can arrive before `run` starts: everything they need is set here
+        self.campaign_id = input.campaign_id
         self.progress = CampaignProgress(status="starting")
         self.paused = False
         self.cancelled = False
@@ -107,7 +110,7 @@ class CampaignWorkflow:
         self.progress.status = "paused"
         await self._tell_shards(ShardWorkflow.pause)
         await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self._campaign_id(), "paused"),
+            CampaignActivities.set_status, StatusInput(self.campaign_id, "paused"),
             start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
         )
 
@@ -117,7 +120,7 @@ class CampaignWorkflow:
         self.progress.status = "running"
         await self._tell_shards(ShardWorkflow.resume)
         await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self._campaign_id(), "running"),
+            CampaignActivities.set_status, StatusInput(self.campaign_id, "running"),
             start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
         )
 
@@ -139,6 +142,3 @@ class CampaignWorkflow:
     @workflow.query
     def status(self) -> CampaignProgress:
         return self.progress
-
-    def _campaign_id(self) -> int:
-        return int(workflow.info().workflow_id.removeprefix("campaign-"))
