@@ -1,0 +1,84 @@
+"""The HTTP API: answers from any channel, and what a passive channel shows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from touchwave import campaigns, contacts
+from touchwave.api.app import create_app
+from touchwave.contacts import Shard
+
+from .test_waves import members, seed
+
+
+@pytest.fixture
+def running(store):
+    """A running ringback campaign whose hall window is open for every member."""
+    campaign = seed(store)
+    campaigns.set_status(store, campaign.id, "running")
+    contacts.claim(store.engine, Shard(campaign.id), "hall_window", "hall", None,
+                   window_ends_at=contacts.now() + timedelta(days=14))
+    return campaign
+
+
+def test_the_hall_sees_the_offer_with_its_script_until_the_customer_answers(store, running):
+    client = TestClient(create_app(store.engine))
+    msisdn = members(store, running.id)[0]
+    [offer] = client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()
+    assert (offer["campaign_id"], offer["offer"], offer["price"]) == (running.id, "RBT_DOWNLOAD", "5.00")
+    assert offer["script"].startswith("您好，看到您还没有开通彩铃")
+    assert client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hotline"}).json() == []
+
+    body = {"campaign_id": running.id, "msisdn": msisdn, "outcome": "accepted", "channel": "hall", "agent": "h-1"}
+    answer = client.post("/v1/responses", json=body)
+    assert answer.status_code == 200 and answer.json()["recorded"] is True
+    assert client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json() == []
+    again = client.post("/v1/responses", json=body)
+    assert again.status_code == 200 and again.json()["recorded"] is False
+
+
+def test_considering_keeps_the_offer_and_flags_it(store, running):
+    client = TestClient(create_app(store.engine))
+    msisdn = members(store, running.id)[1]
+    client.post("/v1/responses", json={"campaign_id": running.id, "msisdn": msisdn, "outcome": "considering",
+                                       "channel": "hotline"})
+    [offer] = client.get(f"/v1/customers/+86{msisdn}/offers", params={"channel": "hall"}).json()
+    assert offer["considering"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"msisdn": "13000000000"}, 409, "does not target 13000000000"),
+        ({"msisdn": "12345"}, 422, "at least 11 characters"),
+        ({"msisdn": "99999999999"}, 422, "not a mainland mobile number"),
+        ({"outcome": "maybe"}, 422, "accepted"),
+        ({"channel": "fax"}, 422, "hall"),
+    ],
+)
+def test_bad_responses_get_a_4xx_with_the_reason(store, running, body, status, words):
+    client = TestClient(create_app(store.engine))
+    valid = {"campaign_id": running.id, "msisdn": members(store, running.id)[0], "outcome": "accepted",
+             "channel": "hall"}
+    answer = client.post("/v1/responses", json={**valid, **body})
+    assert answer.status_code == status
+    assert words in answer.text
+
+
+def test_a_declined_customer_cannot_be_turned_into_an_acceptance(store, running):
+    client = TestClient(create_app(store.engine))
+    msisdn = members(store, running.id)[2]
+    base = {"campaign_id": running.id, "msisdn": msisdn, "channel": "sms"}
+    assert client.post("/v1/responses", json={**base, "outcome": "declined"}).status_code == 200
+    answer = client.post("/v1/responses", json={**base, "outcome": "accepted"})
+    assert answer.status_code == 409 and "already declined" in answer.text
+
+
+def test_only_passive_channels_have_offers_to_show(store, running):
+    client = TestClient(create_app(store.engine))
+    answer = client.get("/v1/customers/13800000000/offers", params={"channel": "sms"})
+    assert answer.status_code == 422 and "not a passive channel" in answer.text
+    assert client.get("/openapi.json").json()["info"]["title"] == "touchwave"

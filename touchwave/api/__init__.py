@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): responses from every channel, the passive channels' offers."""

@@ -1,0 +1,124 @@
+"""HTTP API, versioned under /v1.
+
+This is the minimal API of the wave engine: recording a customer's answer from any
+channel, and the offers a passive channel shows. The offer-view issue extends it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import JSON, DateTime, Engine, bindparam, text
+
+from channel_adapters.outbound import OutboundAdapter
+from touchwave.contacts import NotTargeted, now
+from touchwave.responses import record_response
+from touchwave.store.models import PASSIVE_CHANNELS, Channel, Outcome
+from touchwave.store.subscribers import normalise_msisdn
+from touchwave.templates.plan import Plan
+
+
+class ResponseIn(BaseModel):
+    campaign_id: int = Field(gt=0)
+    msisdn: str = Field(min_length=11, max_length=16)
+    outcome: Outcome
+    channel: Channel
+    agent: str | None = Field(default=None, max_length=100)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ResponseOut(BaseModel):
+    campaign_id: int
+    outcome: Outcome
+    #: False when this exact answer was already recorded
+    recorded: bool
+    withdrawn_calls: int
+
+
+class OfferOut(BaseModel):
+    campaign_id: int
+    campaign: str
+    priority: int
+    offer: str
+    offer_name: str
+    price: str
+    script: str
+    window_ends_at: datetime
+    considering: bool
+
+
+def create_app(engine: Engine, outbound: OutboundAdapter | None = None) -> FastAPI:
+    app = FastAPI(title="touchwave", version="1", description="Multi-channel campaign engine")
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.post("/v1/responses", response_model=ResponseOut)
+    def post_response(body: ResponseIn) -> ResponseOut:
+        """Accepted or declined ends the campaign for the customer in every channel at once;
+        considering keeps them in and re-offers at the next contact. Idempotent."""
+        msisdn = _msisdn(body.msisdn)
+        try:
+            completion = record_response(engine, body.campaign_id, msisdn, body.outcome, body.channel.value,
+                                         outbound=outbound, agent=body.agent, note=body.note)
+        except NotTargeted as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
+                           withdrawn_calls=len(completion.queued_calls))
+
+    @app.get("/v1/customers/{msisdn}/offers", response_model=list[OfferOut])
+    def offers(msisdn: str, channel: Channel = Query(...)) -> list[OfferOut]:
+        """What a passive channel shows this customer now: open offer windows of campaigns
+        they have not completed, highest priority first."""
+        if channel not in PASSIVE_CHANNELS:
+            raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
+        return _open_offers(engine, _msisdn(msisdn), channel)
+
+    return app
+
+
+def _msisdn(raw: str) -> str:
+    msisdn = normalise_msisdn(raw)
+    if msisdn is None:
+        raise HTTPException(status_code=422, detail=f"{raw!r} is not a mainland mobile number")
+    return msisdn
+
+
+def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.campaign_id, k.name, k.priority, c.step_id, c.window_ends_at, m.state, t.plan "
+                "FROM subscribers s "
+                "JOIN contact_ledger c ON c.subscriber_id = s.id AND c.channel = :channel AND c.status = 'open' "
+                "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = s.id "
+                "JOIN campaigns k ON k.id = c.campaign_id "
+                "JOIN flowchart_templates t ON t.id = k.template_id "
+                "WHERE s.msisdn = :msisdn AND c.window_ends_at > :now "
+                "AND m.state NOT IN ('accepted', 'declined', 'left') AND k.status IN ('running', 'paused') "
+                "ORDER BY k.priority DESC, c.window_ends_at"
+            )
+            .bindparams(bindparam("now", type_=DateTime(timezone=True)))
+            .columns(window_ends_at=DateTime(timezone=True), plan=JSON),
+            {"channel": channel.value, "msisdn": msisdn, "now": now()},
+        ).all()
+        result = []
+        for campaign_id, name, priority, step_id, ends, state, plan in rows:
+            step = Plan.from_dict(plan).step(step_id)
+            offer = conn.execute(
+                text("SELECT o.name, o.price, sc.text FROM offers o JOIN scripts sc ON sc.offer_id = o.id "
+                     "WHERE o.code = :offer AND sc.code = :script"),
+                {"offer": step.offer, "script": step.script},
+            ).one()
+            result.append(OfferOut(
+                campaign_id=campaign_id, campaign=name, priority=priority, offer=step.offer or "",
+                offer_name=offer.name, price=f"{offer.price:.2f}", script=offer.text,
+                window_ends_at=ends,
+                considering=state == "considering",
+            ))
+    return result
