@@ -14,7 +14,7 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard */__init__.py)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "touchwave needs Python 3.11 or newer; set PYTHON=python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing touchwave and its dependencies into $(VENV) ..."
@@ -26,14 +26,10 @@ test: install
 	$(PY) -m pytest
 
 demo: install
-	@echo "== schema";            $(TW) db upgrade
-	@echo "== offer catalog";     $(TW) offers load campaign_templates/catalog/offers.json
-	@echo "== subscribers";       $(TW) subscribers synth --count 5000 --seed 7
-	@echo "== validate";          $(TW) template validate campaign_templates/*.json
-	@echo "== upload";            $(TW) template upload campaign_templates/*.json
-	@echo "== what is stored";    $(TW) template list; $(TW) subscribers stats
-	@echo "== the ringback-tone campaign of seed 002, compiled"; $(TW) template show ringback-tone-download
-	@echo; echo "Paste this into a Mermaid viewer to see the flowchart:"; $(TW) template show ringback-tone-download --format mermaid
+	@echo "== every template in campaign_templates/ against the schema and the graph rules"
+	@$(TW) template validate campaign_templates/*.json
+	@echo "== the seed-002 ringback-tone campaign on the embedded stack (Temporal dev server + UI, worker, API, simulator, SQLite)"
+	@$(TW) demo
 
 bench: install
 	$(PY) bench/load_subscribers.py

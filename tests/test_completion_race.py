@@ -60,16 +60,18 @@ def test_no_member_is_contacted_after_their_completion(store):
         responders = rng.sample(audience, RESPONSES_PER_ROUND)
         seen_after_answer: dict[str, str | None] = {}
         handed: list[str] = []
-        go = threading.Barrier(2)
+        # the dispatch starts once a few answers are in, so both orders happen every round
+        answers_under_way = threading.Event()
 
         def answer() -> None:
-            go.wait()
-            for msisdn in responders:
+            for n, msisdn in enumerate(responders):
                 contacts.respond(store.engine, campaign.id, msisdn, Outcome.ACCEPTED, "hall")
                 seen_after_answer[msisdn] = contact_status(store.engine, campaign.id, msisdn, "outbound_call")
+                if n == 3:
+                    answers_under_way.set()
 
         def send() -> None:
-            go.wait()
+            answers_under_way.wait(30)
             dispatch(store.engine, campaign.id, "outbound_call", handed)
 
         threads = [threading.Thread(target=answer), threading.Thread(target=send)]

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user's mistake (message, no traceback), 1 an internal
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
@@ -173,6 +174,118 @@ def cmd_template_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- campaigns -----------------------------------------------------------------------
+
+
+async def _temporal(settings: Settings):
+    from temporalio.client import Client
+
+    try:
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    except RuntimeError as exc:
+        raise UserError(f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
+                        "is `touchwave dev` running, or TOUCHWAVE_TEMPORAL_ADDRESS set?") from None
+
+
+def cmd_campaign_start(args: argparse.Namespace) -> int:
+    from touchwave import campaigns
+    from workflows.campaign import CampaignInput, CampaignWorkflow
+
+    settings = Settings.from_env(args.database_url)
+    store = Store.open(settings.database_url)
+    campaign = campaigns.create(store, args.template, created_by=args.author, version=args.version)
+
+    async def start() -> None:
+        client = await _temporal(settings)
+        await client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=args.shard_size, time_scale=args.time_scale),
+            id=campaign.workflow_id, task_queue=settings.task_queue,
+        )
+
+    asyncio.run(start())
+    _out(f"campaign {campaign.id} started: {campaign.members} members, workflow {campaign.workflow_id}")
+    _out(f"  {settings.temporal_ui}/namespaces/{settings.temporal_namespace}/workflows/{campaign.workflow_id}")
+    return EXIT_OK
+
+
+def cmd_campaign_status(args: argparse.Namespace) -> int:
+    from touchwave import campaigns
+    from touchwave.funnel import funnel_text
+
+    store = _store(args)
+    campaign = campaigns.get(store, args.id)
+    _out(f"campaign {campaign.id} «{campaign.name}»: {campaign.status}, {campaign.members} members, "
+         f"template {campaign.template} v{campaign.template_version}")
+    _out(funnel_text(store.engine, campaign.id, campaign.plan))
+    return EXIT_OK
+
+
+def cmd_campaign_signal(args: argparse.Namespace) -> int:
+    from touchwave import campaigns
+    from workflows.campaign import CampaignWorkflow
+
+    settings = Settings.from_env(args.database_url)
+    signal = {"pause": CampaignWorkflow.pause, "resume": CampaignWorkflow.resume, "cancel": CampaignWorkflow.cancel}
+    campaign_id = campaigns.get(_store(args), args.id).id
+
+    async def send() -> None:
+        from temporalio.service import RPCError
+
+        client = await _temporal(settings)
+        try:
+            await client.get_workflow_handle(campaigns.workflow_id(campaign_id)).signal(signal[args.command])
+        except RPCError as exc:
+            raise UserError(f"campaign {campaign_id} is not running in Temporal: {exc.message}") from None
+
+    asyncio.run(send())
+    _out(f"campaign {campaign_id}: {args.command} sent")
+    return EXIT_OK
+
+
+def cmd_respond(args: argparse.Namespace) -> int:
+    from channel_adapters.outbound import OutboundAdapter
+    from touchwave.responses import record_response
+    from touchwave.store.models import Outcome
+    from touchwave.store.subscribers import normalise_msisdn
+
+    settings = Settings.from_env(args.database_url)
+    msisdn = normalise_msisdn(args.msisdn)
+    if msisdn is None:
+        raise UserError(f"{args.msisdn!r} is not a mainland mobile number")
+    outbound = OutboundAdapter(settings.call_centre_url, max_attempts=2)
+    completion = record_response(_store(args).engine, args.campaign, msisdn, Outcome(args.outcome), args.channel,
+                                 outbound=outbound, agent=args.agent, note=args.note)
+    what = "recorded" if completion.recorded else "already recorded"
+    _out(f"{args.outcome} {what} for campaign {args.campaign} via {args.channel}"
+         + (f"; {len(completion.queued_calls)} queued call(s) withdrawn" if completion.queued_calls else ""))
+    return EXIT_OK
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from touchwave.stack import Stack
+
+    async def serve() -> None:
+        async with Stack(Settings.from_env(args.database_url)) as stack:
+            _out(f"touchwave dev: Temporal {stack.settings.temporal_address} (UI {stack.ui_url}), "
+                 f"API {stack.api_url}, simulator :{stack.ports.simulator}, store {stack.settings.database_url}")
+            _out("Ctrl-C stops everything")
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        _out("stopped")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from touchwave.demo import run_demo
+
+    asyncio.run(run_demo(Settings.from_env(args.database_url), args.subscribers, args.seconds_per_day))
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------
 
 
@@ -229,6 +342,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--version", type=_positive_int)
     p.add_argument("--format", choices=("text", "mermaid", "json"), default="text")
+
+    camp = group("campaign", "campaigns as Temporal workflows")
+    p = command(camp, "start", cmd_campaign_start, "create a campaign from a template and start its workflow")
+    p.add_argument("template")
+    p.add_argument("--version", type=_positive_int)
+    p.add_argument("--shard-size", type=_positive_int, default=50_000)
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiply every wait by this (demos)")
+    p.add_argument("--author", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    p = command(camp, "status", cmd_campaign_status, "the campaign's funnel per step and channel")
+    p.add_argument("id", type=_positive_int)
+    for name in ("pause", "resume", "cancel"):
+        p = command(camp, name, cmd_campaign_signal, f"{name} a running campaign")
+        p.add_argument("id", type=_positive_int)
+
+    p = groups.add_parser("respond", help="record a customer's answer (accepted/declined end the campaign for them)")
+    p.set_defaults(handler=cmd_respond)
+    p.add_argument("msisdn")
+    p.add_argument("campaign", type=_positive_int)
+    p.add_argument("outcome", choices=("accepted", "declined", "considering"))
+    p.add_argument("--channel", required=True, choices=("sms", "outbound", "app", "hall", "hotline", "online_hall"))
+    p.add_argument("--agent")
+    p.add_argument("--note")
+
+    p = groups.add_parser("dev", help="run the embedded stack: Temporal dev server + UI, worker, API, simulator")
+    p.set_defaults(handler=cmd_dev)
+    p = groups.add_parser("demo", help="run the ringback-tone campaign end to end on the embedded stack")
+    p.set_defaults(handler=cmd_demo)
+    p.add_argument("--subscribers", type=_positive_int, default=20_000)
+    p.add_argument("--seconds-per-day", type=float, default=2.0)
     return parser
 
 

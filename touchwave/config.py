@@ -50,6 +50,15 @@ class Settings:
     var_dir: Path
     #: True when the operator named a database (env or flag) rather than taking the default.
     database_configured: bool
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui: str = "http://127.0.0.1:8233"
+    task_queue: str = "touchwave-campaigns"
+    sms_gateway_url: str = "http://127.0.0.1:8100"
+    call_centre_url: str = "http://127.0.0.1:8100"
+    api_url: str = "http://127.0.0.1:8000"
+    #: messages per second the SMS gateway accepts from us
+    sms_rate: float = 2000.0
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -58,4 +67,17 @@ class Settings:
         configured = bool(url) or (var_dir / DEFAULT_SQLITE_FILE).exists()
         if not url:
             url = f"sqlite:///{var_dir / DEFAULT_SQLITE_FILE}"
-        return cls(database_url=normalise_database_url(url), var_dir=var_dir, database_configured=configured)
+        env = os.environ.get
+        return cls(
+            database_url=normalise_database_url(url),
+            var_dir=var_dir,
+            database_configured=configured,
+            temporal_address=env("TOUCHWAVE_TEMPORAL_ADDRESS", cls.temporal_address),
+            temporal_namespace=env("TOUCHWAVE_TEMPORAL_NAMESPACE", cls.temporal_namespace),
+            temporal_ui=env("TOUCHWAVE_TEMPORAL_UI", cls.temporal_ui),
+            task_queue=env("TOUCHWAVE_TASK_QUEUE", cls.task_queue),
+            sms_gateway_url=env("TOUCHWAVE_SMS_GATEWAY_URL", cls.sms_gateway_url),
+            call_centre_url=env("TOUCHWAVE_CALL_CENTRE_URL", cls.call_centre_url),
+            api_url=env("TOUCHWAVE_API_URL", cls.api_url),
+            sms_rate=float(env("TOUCHWAVE_SMS_RATE", cls.sms_rate)),
+        )

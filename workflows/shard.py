@@ -85,7 +85,7 @@ class ShardWorkflow:
             handle = workflow.start_activity_method(
                 CampaignActivities.run_step,
                 StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
-                          step.window_seconds),
+                          round(step.window_seconds * self.input.time_scale) if step.window_seconds else None),
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=STEP_RETRY,

@@ -154,6 +154,10 @@ class Simulator:
         if outcome:
             self.outcomes.append(SimulatedOutcome(campaign_id, msisdn, outcome, channel))
 
+    def sms_recipients(self) -> list[str]:
+        with self._lock:
+            return list(self.sms_sent)
+
     def drain_outcomes(self) -> list[SimulatedOutcome]:
         """The customers' answers since the last call, to post to touchwave."""
         with self._lock:
