@@ -33,6 +33,7 @@ demo: install
 
 bench: install
 	$(PY) bench/load_subscribers.py
+	$(PY) bench/bulk_waves.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import date
 
 from sqlalchemy import text
@@ -69,6 +70,7 @@ def test_no_member_is_contacted_after_their_completion(store):
                 seen_after_answer[msisdn] = contact_status(store.engine, campaign.id, msisdn, "outbound_call")
                 if n == 3:
                     answers_under_way.set()
+                time.sleep(0.001)  # answers trickle in, as they do from agents and SMS replies
 
         def send() -> None:
             answers_under_way.wait(30)

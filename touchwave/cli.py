@@ -262,6 +262,31 @@ def cmd_respond(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A campaign worker on its own: production runs several, one per task queue."""
+    from channel_adapters.outbound import OutboundAdapter
+    from channel_adapters.sms import SmsAdapter
+    from touchwave.worker import build_worker
+
+    settings = Settings.from_env(args.database_url)
+    store = _store(args)
+    adapters = {"sms": SmsAdapter(settings.sms_gateway_url, rate_per_second=settings.sms_rate),
+                "outbound": OutboundAdapter(settings.call_centre_url)}
+
+    async def work() -> None:
+        client = await _temporal(settings)
+        worker = build_worker(client, store.engine, adapters, task_queue=settings.task_queue,
+                              batch_size=args.batch_size)
+        _out(f"worker on {settings.temporal_address}, task queue {settings.task_queue}")
+        await worker.run()
+
+    try:
+        asyncio.run(work())
+    except KeyboardInterrupt:
+        _out("worker stopped")
+    return EXIT_OK
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from touchwave.stack import Stack
 
@@ -365,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent")
     p.add_argument("--note")
 
+    p = groups.add_parser("worker", help="run a campaign worker against TOUCHWAVE_TEMPORAL_ADDRESS")
+    p.set_defaults(handler=cmd_worker)
+    p.add_argument("--batch-size", type=_positive_int, default=1000)
     p = groups.add_parser("dev", help="run the embedded stack: Temporal dev server + UI, worker, API, simulator")
     p.set_defaults(handler=cmd_dev)
     p = groups.add_parser("demo", help="run the ringback-tone campaign end to end on the embedded stack")

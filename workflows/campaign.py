@@ -23,6 +23,7 @@ class CampaignInput:
     shard_size: int = 50_000
     max_running_shards: int = 50
     time_scale: float = 1.0
+    heartbeat_seconds: int = 60
 
 
 @dataclass
@@ -82,7 +83,8 @@ class CampaignWorkflow:
         shard_id = f"{workflow.info().workflow_id}/cohort-{ref.cohort}/shard-{ref.index}"
         handle = await workflow.start_child_workflow(
             ShardWorkflow.run,
-            ShardInput(ref, input.plan, input.time_scale, parent_id=workflow.info().workflow_id),
+            ShardInput(ref, input.plan, input.time_scale, parent_id=workflow.info().workflow_id,
+                       heartbeat_seconds=input.heartbeat_seconds),
             id=shard_id,
         )
         self.children[shard_id] = handle

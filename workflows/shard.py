@@ -31,6 +31,8 @@ class ShardInput:
     #: demo runs shrink the plan's waits by this factor
     time_scale: float = 1.0
     parent_id: str | None = None
+    #: how soon a dead worker's step is noticed and retried elsewhere
+    heartbeat_seconds: int = 60
 
 
 @dataclass
@@ -87,7 +89,7 @@ class ShardWorkflow:
                 StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
                           round(step.window_seconds * self.input.time_scale) if step.window_seconds else None),
                 start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=timedelta(minutes=1),
+                heartbeat_timeout=timedelta(seconds=self.input.heartbeat_seconds),
                 retry_policy=STEP_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
@@ -111,7 +113,7 @@ class ShardWorkflow:
         """A durable timer that ends early once no member of the shard can be contacted."""
         total = timedelta(seconds=(step.wait_seconds or 0) * self.input.time_scale)
         deadline = workflow.now() + total
-        check_every = max(total / 24, timedelta(minutes=1))
+        check_every = max(total / 4, timedelta(minutes=1))
         while not self.cancelled:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):

@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -43,7 +44,7 @@ class SimulatedOutcome:
     channel: str
 
 
-@dataclass
+@dataclass(slots=True)
 class CallTask:
     task_id: str
     key: str
@@ -56,7 +57,8 @@ class Simulator:
     """SMS gateway + call centre + customers. Thread-safe: adapters call it from workers."""
 
     def __init__(self, seed: int = 0, customers: CustomerModel | None = None, *,
-                 fail_next: int = 0, timeout_next: int = 0, reject_numbers: set[str] | None = None) -> None:
+                 fail_next: int = 0, timeout_next: int = 0, reject_numbers: set[str] | None = None,
+                 latency_seconds: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.customers = customers or CustomerModel()
         #: answer the next N requests with HTTP 500, then the next M by timing out
@@ -64,9 +66,12 @@ class Simulator:
         self.timeout_next = timeout_next
         #: numbers the gateway permanently rejects (HTTP 200, status rejected)
         self.reject_numbers = reject_numbers or set()
-        self.sms: dict[str, dict] = {}
+        #: how long each request takes (a slow gateway)
+        self.latency_seconds = latency_seconds
+        self.sms: dict[str, str] = {}  # message id (our key) → the gateway's id
         self.sms_sent = Counter()  # msisdn → messages actually sent
         self.tasks: dict[str, CallTask] = {}
+        self._task_by_key: dict[str, CallTask] = {}
         self.dials = Counter()  # msisdn → calls actually dialled
         self.outcomes: list[SimulatedOutcome] = []
         self.requests = Counter()
@@ -79,6 +84,8 @@ class Simulator:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         with self._lock:
             self.requests[request.url.path] += 1
             if self.fail_next > 0:
@@ -107,10 +114,10 @@ class Simulator:
                 results.append({"id": key, "status": "rejected", "reason": "number not in service"})
                 continue
             if key not in self.sms:  # a repeated id is acknowledged, not sent again
-                self.sms[key] = {"to": msisdn, "message_id": f"sms-{next(self._ids)}"}
+                self.sms[key] = f"sms-{next(self._ids)}"
                 self.sms_sent[msisdn] += 1
                 self._customer_answers(_campaign_of(key), msisdn, "sms")
-            results.append({"id": key, "status": "accepted", "message_id": self.sms[key]["message_id"]})
+            results.append({"id": key, "status": "accepted", "message_id": self.sms[key]})
         return {"results": results}
 
     # -- call centre ------------------------------------------------------------------------
@@ -119,10 +126,11 @@ class Simulator:
         results = []
         for task in body["tasks"]:
             key = task["id"]
-            existing = next((t for t in self.tasks.values() if t.key == key), None)
+            existing = self._task_by_key.get(key)  # a repeated id is the same task, not a new call
             if existing is None:
                 existing = CallTask(f"call-{next(self._ids)}", key, task["to"], int(task["campaign"]))
                 self.tasks[existing.task_id] = existing
+                self._task_by_key[key] = existing
             results.append({"id": key, "status": "queued", "task_id": existing.task_id})
         return {"results": results}
 

@@ -40,7 +40,9 @@ def make_engine(url: str, **kwargs) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create the folder {folder} for the SQLite database: {exc.strerror}") from None
-        engine = create_engine(parsed, **kwargs)
+        # SQLite has one writer: threads queue for the one connection instead of meeting
+        # "database is locked" and SQLite's sleeping busy handler (which costs up to 100 ms a try)
+        engine = create_engine(parsed, **{"pool_size": 1, "max_overflow": 0, "pool_timeout": 300, **kwargs})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)

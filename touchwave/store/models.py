@@ -225,7 +225,8 @@ class Contact(Base):
 
     __tablename__ = "contact_ledger"
     __table_args__ = (
-        Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id"),
+        # a step hands out its contacts by status, in id order
+        Index("ix_contact_ledger_campaign_step_status", "campaign_id", "step_id", "status"),
         # the offer view and the contact trail look contacts up by subscriber and channel
         Index("ix_contact_ledger_status_window", "subscriber_id", "channel", "status"),
     )

@@ -1,4 +1,4 @@
-"""wave engine: contact statuses open/sending, gateway ids, offer windows, split routes
+"""wave engine: contact statuses open/sending, gateway ids, offer windows, split routes, step-status index
 
 Revision ID: 0002
 Revises: 0001
@@ -27,6 +27,8 @@ def upgrade() -> None:
         batch.alter_column("status", type_=_status(NEW_STATUSES), existing_type=_status(OLD_STATUSES),
                            existing_nullable=False)
         batch.create_index("ix_contact_ledger_status_window", ["subscriber_id", "channel", "status"])
+        batch.drop_index("ix_contact_ledger_campaign_step")
+        batch.create_index("ix_contact_ledger_campaign_step_status", ["campaign_id", "step_id", "status"])
     with op.batch_alter_table("campaign_members") as batch:
         batch.add_column(sa.Column("route", sa.String(length=64), nullable=True))
 
@@ -36,6 +38,8 @@ def downgrade() -> None:
         batch.drop_column("route")
     with op.batch_alter_table("contact_ledger") as batch:
         batch.drop_index("ix_contact_ledger_status_window")
+        batch.drop_index("ix_contact_ledger_campaign_step_status")
+        batch.create_index("ix_contact_ledger_campaign_step", ["campaign_id", "step_id"])
         batch.alter_column("status", type_=_status(OLD_STATUSES), existing_type=_status(NEW_STATUSES),
                            existing_nullable=False)
         batch.drop_column("window_ends_at")

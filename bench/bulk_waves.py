@@ -1,0 +1,212 @@
+"""Benchmark: bulk waves, per-customer workflows vs. one workflow per campaign.
+
+In one run, on the time-skipping test server (waits skipped), channels on the simulator
+through `httpx.MockTransport`, SQLite store:
+
+(a) baseline, the per-customer design (Dittofeed's): one Temporal workflow per member,
+    one activity per step (write the contact, send it), for `--baseline-members`;
+(b) touchwave: one CampaignWorkflow, shards of 50,000 as child workflows, each step one
+    set-wise claim and batched sends, for `--members`.
+
+Both run the same 3 steps (SMS, hall window, outbound) and print customer-steps/s.
+
+    .venv/bin/python bench/bulk_waves.py [--members 1000000] [--baseline-members 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from temporalio import activity, workflow
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from channel_adapters.base import Message
+from channel_adapters.outbound import OutboundAdapter
+from channel_adapters.simulator import CustomerModel, Simulator
+from channel_adapters.sms import SmsAdapter
+from touchwave import campaigns
+from touchwave.config import TEMPLATES_DIR
+from touchwave.contacts import Outgoing
+from touchwave.store import Store, db
+from touchwave.store.catalog import read_catalog_file, upsert_catalog
+from touchwave.store.models import Contact, idempotency_key
+from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.store.templates import upload
+from touchwave.templates.compiler import read_template
+from touchwave.worker import build_worker
+from workflows.campaign import CampaignInput, CampaignWorkflow
+
+SILENT = CustomerModel(accept={}, decline={}, consider={})
+BENCH_TEMPLATE = {
+    "name": "bench-three-steps", "business_line": "value_added", "priority": 50, "duration": "P30D",
+    "audience": {"rule": {"field": "plan", "op": "ne", "value": "none"}},
+    "nodes": [
+        {"id": "sms", "type": "sms", "offer": "RBT_DOWNLOAD", "script": "RBT_SMS"},
+        {"id": "wait1", "type": "wait", "wait": "P3D"},
+        {"id": "hall", "type": "hall", "offer": "RBT_DOWNLOAD", "script": "RBT_HALL", "window": "P14D"},
+        {"id": "wait2", "type": "wait", "wait": "P7D"},
+        {"id": "outbound", "type": "outbound", "offer": "RBT_DOWNLOAD", "script": "RBT_OUTBOUND"},
+        {"id": "end", "type": "end"},
+    ],
+    "edges": [{"from": a, "to": b} for a, b in
+              [("sms", "wait1"), ("wait1", "hall"), ("hall", "wait2"), ("wait2", "outbound"), ("outbound", "end")]],
+}
+
+
+def binary(name: str) -> str:
+    import shutil
+    import sys
+
+    found = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} missing: run `make install`"
+    return found
+
+
+def prepared_store(folder: str, members: int) -> tuple[Store, campaigns.CampaignInfo]:
+    store = Store.open(f"sqlite:///{folder}/bench.db", migrated=False)
+    db.upgrade(store.engine)
+    with store.session.begin() as session:
+        upsert_catalog(session, read_catalog_file(TEMPLATES_DIR / "catalog" / "offers.json"))
+        upload(session, BENCH_TEMPLATE, author="bench")
+    bulk_load(store.engine, synthetic(members, seed=3, today=date(2026, 11, 24)))
+    return store, campaigns.create(store, BENCH_TEMPLATE["name"], created_by="bench")
+
+
+# -- (a) the per-customer design -----------------------------------------------------------
+
+
+@dataclass
+class MemberStep:
+    campaign_id: int
+    subscriber_id: int
+    msisdn: str
+    step: str
+    channel: str
+
+
+class PerCustomerActivities:
+    def __init__(self, store: Store, sms: SmsAdapter, outbound: OutboundAdapter) -> None:
+        self.store, self.adapters = store, {"sms": sms, "outbound": outbound}
+
+    @activity.defn
+    def contact_member(self, s: MemberStep) -> None:
+        key = idempotency_key(s.campaign_id, s.step, s.subscriber_id, 1)
+        with self.store.session.begin() as session:
+            session.add(Contact(campaign_id=s.campaign_id, step_id=s.step, subscriber_id=s.subscriber_id,
+                                channel=s.channel, attempt=1, idempotency_key=key, status="sent"))
+        if s.channel in self.adapters:
+            self.adapters[s.channel].send([Outgoing(0, key, s.msisdn)], Message(s.campaign_id, s.step, "o", "text"))
+
+
+@dataclass
+class MemberInput:
+    campaign_id: int
+    subscriber_id: int
+    msisdn: str
+
+
+@workflow.defn
+class PerCustomerWorkflow:
+    @workflow.run
+    async def run(self, m: MemberInput) -> None:
+        # the waits are left out: thousands of concurrent timers overwhelm the time-skipping
+        # server, and skipped waits cost nothing in (b) either
+        for step, channel in (("sms", "sms"), ("hall", "hall"), ("outbound", "outbound")):
+            await workflow.execute_activity_method(
+                PerCustomerActivities.contact_member, MemberStep(m.campaign_id, m.subscriber_id, m.msisdn, step, channel),
+                start_to_close_timeout=timedelta(minutes=5))
+
+
+async def per_customer(env: WorkflowEnvironment, members: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        store, campaign = prepared_store(folder, members)
+        sim = Simulator(customers=SILENT)
+        acts = PerCustomerActivities(store, SmsAdapter("http://sms", sim.transport()),
+                                     OutboundAdapter("http://cc", sim.transport()))
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT s.id, s.msisdn FROM campaign_members m JOIN subscribers s "
+                                     "ON s.id = m.subscriber_id WHERE m.campaign_id = :c"), {"c": campaign.id}).all()
+        queue = f"bench-a-{uuid.uuid4().hex[:6]}"
+        started = time.perf_counter()
+        # the baseline workflow lives in this script, which the sandbox cannot re-import
+        async with Worker(env.client, task_queue=queue, workflows=[PerCustomerWorkflow],
+                          activities=[acts.contact_member], activity_executor=ThreadPoolExecutor(8),
+                          workflow_runner=UnsandboxedWorkflowRunner()):
+            for sid, msisdn in rows:
+                await env.client.start_workflow(PerCustomerWorkflow.run, MemberInput(campaign.id, sid, msisdn),
+                                                id=f"member-{queue}-{sid}", task_queue=queue)
+            # done when every member has its three contacts (polling thousands of workflow
+            # results at once breaks the test server)
+            while True:
+                with store.engine.connect() as conn:
+                    if conn.scalar(select(func.count()).select_from(Contact)) >= len(rows) * 3:
+                        break
+                await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        assert sum(sim.sms_sent.values()) == len(rows) and len(sim.tasks) == len(rows)
+        store.close()
+        return len(rows) * 3 / elapsed
+
+
+# -- (b) touchwave ----------------------------------------------------------------------------
+
+
+async def per_campaign(env: WorkflowEnvironment, members: int, shard_size: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        store, campaign = prepared_store(folder, members)
+        print(f"    loaded {members:,} subscribers and created the campaign in {time.perf_counter() - started:.1f} s"
+              " (not counted)", flush=True)
+        sim = Simulator(customers=SILENT)
+        adapters = {"sms": SmsAdapter("http://sms", sim.transport()),
+                    "outbound": OutboundAdapter("http://cc", sim.transport())}
+        queue = f"bench-b-{uuid.uuid4().hex[:6]}"
+        started = time.perf_counter()
+        async with build_worker(env.client, store.engine, adapters, task_queue=queue, batch_size=2000, threads=8):
+            result = await env.client.execute_workflow(
+                CampaignWorkflow.run, CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=shard_size),
+                id=f"campaign-{campaign.id}-{queue}", task_queue=queue)
+        elapsed = time.perf_counter() - started
+        with store.engine.connect() as conn:
+            ledger = conn.scalar(select(func.count()).select_from(Contact))
+        assert ledger == campaign.members * 3 and sum(sim.sms_sent.values()) == campaign.members
+        assert len(sim.tasks) == campaign.members and result.status == "finished"
+        store.close()
+        return campaign.members * 3 / elapsed, result.shards
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--baseline-members", type=int, default=2_000)
+    parser.add_argument("--shard-size", type=int, default=50_000)
+    args = parser.parse_args()
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    try:
+        print(f"(a) per-customer workflows, {args.baseline_members:,} members ...", flush=True)
+        baseline = await per_customer(env, args.baseline_members)
+        print(f"    {baseline:,.0f} customer-steps/s", flush=True)
+        print(f"(b) one workflow per campaign, {args.members:,} members, shards of {args.shard_size:,} ...", flush=True)
+        ours, shards = await per_campaign(env, args.members, args.shard_size)
+        print(f"    {ours:,.0f} customer-steps/s over {shards} shards", flush=True)
+    finally:
+        await env.shutdown()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nbulk waves: (b) {ours:,.0f} customer-steps/s vs (a) {baseline:,.0f} customer-steps/s = "
+          f"{ours / baseline:,.0f}x; goal >= 50,000/s and >= 1000x")
+    print(f"peak RSS of this process (worker, loader and both runs): {peak_mb:,.0f} MB; goal <= 1024 MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
