@@ -156,12 +156,8 @@ def record(engine: Engine, campaign_id: int, deliveries: list[Delivery]) -> None
     if not deliveries:
         return
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE contact_ledger SET status = :status, external_id = :external_id, reason = :reason "
-                 "WHERE idempotency_key = :key AND status = 'sending'"),
-            [{"status": d.status.value, "external_id": d.external_id, "reason": d.reason, "key": d.idempotency_key}
-             for d in deliveries],
-        )
+        for start in range(0, len(deliveries), _ROWS_PER_STATEMENT):
+            _record_chunk(conn, deliveries[start:start + _ROWS_PER_STATEMENT])
         reached = [d.idempotency_key for d in deliveries if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
         if reached:
             conn.execute(
@@ -172,6 +168,26 @@ def record(engine: Engine, campaign_id: int, deliveries: list[Delivery]) -> None
                 ).bindparams(bindparam("keys", expanding=True), *_when("now")),
                 {"campaign": campaign_id, "keys": reached, "now": now()},
             )
+
+
+_ROWS_PER_STATEMENT = 5000  # 4 parameters a row: within SQLite's and PostgreSQL's limits
+
+
+def _record_chunk(conn: Connection, deliveries: list[Delivery]) -> None:
+    """One UPDATE for the whole chunk, joined to a VALUES list of the channel's answers."""
+    rows = ", ".join(f"(:k{i}, :s{i}, :e{i}, :r{i})" for i in range(len(deliveries)))
+    params: dict[str, str | None] = {}
+    for i, d in enumerate(deliveries):
+        params.update({f"k{i}": d.idempotency_key, f"s{i}": d.status.value, f"e{i}": d.external_id,
+                       f"r{i}": d.reason})
+    conn.execute(
+        text(
+            "UPDATE contact_ledger SET status = v.column2, external_id = v.column3, reason = v.column4 "
+            f"FROM (VALUES {rows}) AS v WHERE contact_ledger.idempotency_key = v.column1 "
+            "AND contact_ledger.status = 'sending'"
+        ),
+        params,
+    )
 
 
 def mark_passive_reached(engine: Engine, shard: Shard, step_id: str) -> int:

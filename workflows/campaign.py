@@ -27,21 +27,13 @@ class CampaignInput:
 
 
 @dataclass
-class StepProgress:
-    channel: str
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class CampaignProgress:
     status: str
     members: int = 0
     shards: int = 0
     shards_done: int = 0
-    steps: dict[str, StepProgress] = field(default_factory=dict)
+    #: per step, the shards' results added up
+    steps: dict[str, StepResult] = field(default_factory=dict)
 
 
 @workflow.defn
@@ -109,22 +101,14 @@ class CampaignWorkflow:
     @workflow.signal
     async def pause(self) -> None:
         self.paused = True
-        self.progress.status = "paused"
         await self._tell_shards(ShardWorkflow.pause)
-        await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self.campaign_id, "paused"),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
-        )
+        await self._set_status(self.campaign_id, "paused")
 
     @workflow.signal
     async def resume(self) -> None:
         self.paused = False
-        self.progress.status = "running"
         await self._tell_shards(ShardWorkflow.resume)
-        await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self.campaign_id, "running"),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
-        )
+        await self._set_status(self.campaign_id, "running")
 
     @workflow.signal
     async def cancel(self) -> None:
@@ -134,7 +118,7 @@ class CampaignWorkflow:
 
     @workflow.signal
     def shard_step_done(self, result: StepResult) -> None:
-        step = self.progress.steps.setdefault(result.step_id, StepProgress(result.channel))
+        step = self.progress.steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
         step.claimed += result.claimed
         step.sent += result.sent
         step.failed += result.failed
