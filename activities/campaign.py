@@ -113,6 +113,7 @@ class CampaignActivities:
             contacts.mark_passive_reached(self.engine, shard, input.step_id)
             return result
         result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+        contacts.recover_step(self.engine, shard, input.step_id)
         adapter = self.adapters[input.channel]
         message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
         while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size):

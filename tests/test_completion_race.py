@@ -39,6 +39,7 @@ def dispatch(engine, campaign_id: int, step: str, handed: list[str]) -> None:
     """What the step activity does, with a channel that accepts everything."""
     shard = Shard(campaign_id)
     contacts.claim(engine, shard, step, "outbound", None)
+    contacts.recover_step(engine, shard, step)
     while batch := contacts.take_batch(engine, shard, step, 25):
         handed.extend(c.msisdn for c in batch)
         contacts.record(engine, campaign_id, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")

@@ -97,23 +97,28 @@ class Outgoing:
     msisdn: str
 
 
-def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int) -> list[Outgoing]:
-    """Hand the next `limit` claimed contacts of this step to the channel (`claimed → sending`).
-
-    Contacts left in `sending` by a crashed attempt come first; they are sent again with
-    the same idempotency key (the gateway drops the duplicate), unless the member has
-    completed meanwhile, in which case they are withdrawn instead.
-    """
+def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
+    """Before a (re)started step sends anything: contacts a crashed attempt left in
+    `sending` are withdrawn if their member has completed since; the rest are sent again
+    by `take_batch` with the same idempotency key (the gateway drops the duplicate)."""
     with engine.begin() as conn:
         conn.execute(
             text(
                 "UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
                 "WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' "
-                "AND subscriber_id IN (SELECT subscriber_id FROM campaign_members m "
-                f"WHERE {_IN_SHARD} AND m.state IN ('accepted', 'declined'))"
+                "AND subscriber_id % :shards = :shard AND subscriber_id IN (SELECT subscriber_id FROM campaign_members "
+                "WHERE campaign_id = :campaign AND state IN ('accepted', 'declined'))"
             ),
             {**shard.params, "step": step_id},
         )
+
+
+def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int) -> list[Outgoing]:
+    """Hand the next `limit` claimed contacts of this step to the channel (`claimed → sending`).
+
+    Contacts still in `sending` (left by a crashed attempt, see `recover_step`) come first.
+    """
+    with engine.begin() as conn:
         resent = _outgoing(conn, shard, step_id, "sending", limit)
         if resent:
             return resent
