@@ -116,7 +116,9 @@ class CampaignActivities:
         contacts.recover_step(self.engine, shard, input.step_id)
         adapter = self.adapters[input.channel]
         message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
-        while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size):
+        last_id = 0
+        while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, last_id):
+            last_id = batch[-1].contact_id
             deliveries = adapter.send(batch, message)
             contacts.record(self.engine, input.shard.campaign_id, deliveries)
             for delivery in deliveries:

@@ -40,7 +40,9 @@ def dispatch(engine, campaign_id: int, step: str, handed: list[str]) -> None:
     shard = Shard(campaign_id)
     contacts.claim(engine, shard, step, "outbound", None)
     contacts.recover_step(engine, shard, step)
-    while batch := contacts.take_batch(engine, shard, step, 25):
+    last_id = 0
+    while batch := contacts.take_batch(engine, shard, step, 25, last_id):
+        last_id = batch[-1].contact_id
         handed.extend(c.msisdn for c in batch)
         contacts.record(engine, campaign_id, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")
                                               for c in batch])

@@ -226,7 +226,7 @@ class Contact(Base):
     __tablename__ = "contact_ledger"
     __table_args__ = (
         # a step hands out its contacts by status, in id order
-        Index("ix_contact_ledger_campaign_step_status", "campaign_id", "step_id", "status"),
+        Index("ix_contact_ledger_campaign_step_status", "campaign_id", "step_id", "status", "id"),
         # the offer view and the contact trail look contacts up by subscriber and channel
         Index("ix_contact_ledger_status_window", "subscriber_id", "channel", "status"),
     )

@@ -28,7 +28,7 @@ def upgrade() -> None:
                            existing_nullable=False)
         batch.create_index("ix_contact_ledger_status_window", ["subscriber_id", "channel", "status"])
         batch.drop_index("ix_contact_ledger_campaign_step")
-        batch.create_index("ix_contact_ledger_campaign_step_status", ["campaign_id", "step_id", "status"])
+        batch.create_index("ix_contact_ledger_campaign_step_status", ["campaign_id", "step_id", "status", "id"])
     with op.batch_alter_table("campaign_members") as batch:
         batch.add_column(sa.Column("route", sa.String(length=64), nullable=True))
 
