@@ -13,9 +13,9 @@ from temporalio import activity
 
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
-from touchwave import contacts
+from touchwave import campaigns, contacts
 from touchwave.contacts import Shard
-from touchwave.store.models import Campaign, CampaignMember, CampaignStatus, ContactStatus, Script, utcnow
+from touchwave.store.models import CampaignMember, CampaignStatus, ContactStatus, Script
 
 
 @dataclass
@@ -95,11 +95,7 @@ class CampaignActivities:
 
     @activity.defn
     def set_status(self, input: StatusInput) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                Campaign.__table__.update().where(Campaign.id == input.campaign_id)
-                .values(status=CampaignStatus(input.status), updated_at=utcnow())
-            )
+        campaigns.set_status(self.engine, input.campaign_id, CampaignStatus(input.status))
 
     @activity.defn
     def run_step(self, input: StepInput) -> StepResult:
@@ -145,7 +141,7 @@ class CampaignActivities:
     @activity.defn
     def withdraw_campaign(self, campaign_id: int) -> int:
         """Cancel: withdraw every claimed and open contact, and the call tasks still queued."""
-        queued = [external for channel, external in contacts.withdraw_campaign(self.engine, campaign_id)]
+        queued = contacts.withdraw_campaign(self.engine, campaign_id)
         outbound = self.adapters.get("outbound")
         if queued and isinstance(outbound, OutboundAdapter):
             contacts.mark_withdrawn(self.engine, outbound.withdraw(queued), "cancelled")

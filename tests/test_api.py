@@ -18,7 +18,7 @@ from .test_waves import members, seed
 def running(store):
     """A running ringback campaign whose hall window is open for every member."""
     campaign = seed(store)
-    campaigns.set_status(store, campaign.id, "running")
+    campaigns.set_status(store.engine, campaign.id, "running")
     contacts.claim(store.engine, Shard(campaign.id), "hall_window", "hall", None,
                    window_ends_at=contacts.now() + timedelta(days=14))
     return campaign

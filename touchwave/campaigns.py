@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import Engine, func, insert, literal, select, update
 
 from touchwave.errors import UserError
 from touchwave.segments.rules import to_clause
@@ -85,6 +85,6 @@ def get(store: Store, campaign_id: int) -> CampaignInfo:
                             count or 0, Plan.from_dict(template.plan))
 
 
-def set_status(store: Store, campaign_id: int, status: CampaignStatus) -> None:
-    with store.session.begin() as session:
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=status, updated_at=utcnow()))
+def set_status(engine: Engine, campaign_id: int, status: CampaignStatus) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=status, updated_at=utcnow()))

@@ -26,6 +26,14 @@ ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
 COMPLETED = (MemberState.ACCEPTED, MemberState.DECLINED)
 
 
+def _sql_list(states: tuple[MemberState, ...]) -> str:
+    """States as a SQL list literal: fixed enum values, never user input."""
+    return "(" + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+_ELIGIBLE_SQL, _COMPLETED_SQL = _sql_list(ELIGIBLE), _sql_list(COMPLETED)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -74,7 +82,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
         "SELECT m.campaign_id, :step, m.subscriber_id, :channel, 1,"
         f" :key_prefix || CAST(m.subscriber_id AS TEXT) || :key_suffix, :status, :now, {ends} "
         f"FROM campaign_members m WHERE {_IN_SHARD} {_on_route(route)} "
-        "AND m.state IN ('pending', 'contacted', 'considering')"
+        f"AND m.state IN {_ELIGIBLE_SQL}"
         f"{lock} "
         "ON CONFLICT (idempotency_key) DO NOTHING"
     ).bindparams(*_when("now", *(["ends"] if window_ends_at else [])))
@@ -107,7 +115,7 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
                 "UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
                 "WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' "
                 "AND subscriber_id % :shards = :shard AND subscriber_id IN (SELECT subscriber_id FROM campaign_members "
-                "WHERE campaign_id = :campaign AND state IN ('accepted', 'declined'))"
+                f"WHERE campaign_id = :campaign AND state IN {_COMPLETED_SQL})"
             ),
             {**shard.params, "step": step_id},
         )
@@ -233,26 +241,25 @@ def active_members(engine: Engine, shard: Shard) -> int:
     with engine.connect() as conn:
         return conn.execute(
             text(f"SELECT count(*) FROM campaign_members m WHERE {_IN_SHARD} "
-                 "AND m.state IN ('pending', 'contacted', 'considering')"),
+                 f"AND m.state IN {_ELIGIBLE_SQL}"),
             shard.params,
         ).scalar_one()
 
 
-def withdraw_campaign(engine: Engine, campaign_id: int) -> list[tuple[str, str]]:
-    """Cancel: every claimed or open contact is withdrawn; returns (channel, external id)
-    of contacts already queued at a channel, for the adapter to withdraw there too."""
+def withdraw_campaign(engine: Engine, campaign_id: int) -> list[str]:
+    """Cancel: every claimed or open contact is withdrawn; returns the call tasks already
+    queued at the call centre, for the adapter to withdraw there too."""
     with engine.begin() as conn:
         conn.execute(
             text("UPDATE contact_ledger SET status = 'withdrawn', reason = 'cancelled' "
                  "WHERE campaign_id = :campaign AND status IN ('claimed', 'open')"),
             {"campaign": campaign_id},
         )
-        queued = conn.execute(
-            text("SELECT channel, external_id FROM contact_ledger WHERE campaign_id = :campaign "
+        return list(conn.execute(
+            text("SELECT external_id FROM contact_ledger WHERE campaign_id = :campaign "
                  "AND channel = 'outbound' AND status = 'sent' AND external_id IS NOT NULL"),
             {"campaign": campaign_id},
-        ).all()
-    return [(c, e) for c, e in queued]
+        ).scalars())
 
 
 # -- completion ------------------------------------------------------------------------
@@ -305,7 +312,7 @@ def respond(engine: Engine, campaign_id: int, msisdn: str, outcome: Outcome, cha
                 return Completion(campaign_id, subscriber_id, outcome, recorded=False)
             raise NotTargeted(f"{msisdn} has already {current} in campaign {campaign_id}; the answer stands")
         queued: list[str] = []
-        if outcome in (Outcome.ACCEPTED, Outcome.DECLINED):
+        if MemberState(outcome.value) in COMPLETED:
             conn.execute(
                 text("UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
                      "WHERE campaign_id = :campaign AND subscriber_id = :subscriber AND status IN ('claimed', 'open')"),
