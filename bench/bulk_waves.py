@@ -38,6 +38,7 @@ from channel_adapters.sms import SmsAdapter
 from touchwave import campaigns
 from touchwave.config import TEMPLATES_DIR
 from touchwave.contacts import Outgoing
+from touchwave.stack import installed_binary
 from touchwave.store import Store, db
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import Contact, idempotency_key
@@ -62,15 +63,6 @@ BENCH_TEMPLATE = {
     "edges": [{"from": a, "to": b} for a, b in
               [("sms", "wait1"), ("wait1", "hall"), ("hall", "wait2"), ("wait2", "outbound"), ("outbound", "end")]],
 }
-
-
-def binary(name: str) -> str:
-    import shutil
-    import sys
-
-    found = shutil.which(name, path=str(Path(sys.executable).parent))
-    assert found, f"{name} missing: run `make install`"
-    return found
 
 
 def prepared_store(folder: str, members: int) -> tuple[Store, campaigns.CampaignInfo]:
@@ -192,7 +184,7 @@ async def main() -> None:
     parser.add_argument("--baseline-members", type=int, default=2_000)
     parser.add_argument("--shard-size", type=int, default=50_000)
     args = parser.parse_args()
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=installed_binary("temporal-test-server"))
     try:
         print(f"(a) per-customer workflows, {args.baseline_members:,} members ...", flush=True)
         baseline = await per_customer(env, args.baseline_members)

@@ -73,8 +73,10 @@ async def temporal():
     """The time-skipping test server (waits of days pass in milliseconds)."""
     from temporalio.testing import WorkflowEnvironment
 
-    from .temporal_env import binary
+    from touchwave.stack import installed_binary
 
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    # one environment per session: two in one process have crashed at exit
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=installed_binary("temporal-test-server"))
     yield env
     await env.shutdown()

@@ -21,9 +21,9 @@ from temporalio.client import Client
 
 from channel_adapters.simulator import Simulator
 from channel_adapters.simulator.app import create_app
+from touchwave.stack import installed_binary
 from workflows.campaign import CampaignInput, CampaignWorkflow
 
-from .temporal_env import binary
 from .test_waves import SILENT, ledger, members, seed
 
 
@@ -47,7 +47,7 @@ def wait_for_port(port: int, seconds: float = 30) -> None:
 def dev_server(tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+        [installed_binary("temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
          "--db-filename", str(tmp_path / "temporal.db"), "--log-level", "error"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port)

