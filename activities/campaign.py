@@ -3,36 +3,39 @@ engine and channel adapters (tests build it with the simulator's transport)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from temporalio import activity
 
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
 from touchwave import campaigns, contacts
 from touchwave.contacts import Shard
-from touchwave.store.models import CampaignMember, CampaignStatus, ContactStatus, Script
+from touchwave.store.models import CampaignStatus, ContactStatus, Script
 
 
 @dataclass
 class ShardRef:
+    """Which members a shard workflow works on: a subscriber-id range of one cohort."""
+
     campaign_id: int
     cohort: int
     index: int
-    shards: int
+    first: int
+    last: int
 
     @property
     def shard(self) -> Shard:
-        return Shard(self.campaign_id, self.cohort, self.index, self.shards)
+        return Shard(self.campaign_id, self.cohort, self.first, self.last)
 
 
 @dataclass
 class CohortInput:
     campaign_id: int
+    cohort: int
     shard_size: int
 
 
@@ -40,7 +43,7 @@ class CohortInput:
 class Cohort:
     cohort: int
     members: int
-    shards: int
+    shards: list[ShardRef]
 
 
 @dataclass
@@ -86,12 +89,13 @@ class CampaignActivities:
 
     @activity.defn
     def open_cohort(self, input: CohortInput) -> Cohort:
-        """The members present at launch are cohort 0, cut into shards of `shard_size`."""
-        with self.engine.connect() as conn:
-            members = conn.scalar(
-                select(func.count()).where(CampaignMember.campaign_id == input.campaign_id, CampaignMember.cohort == 0)
-            ) or 0
-        return Cohort(cohort=0, members=members, shards=max(1, math.ceil(members / input.shard_size)))
+        """Cut a cohort (0: the members present at launch) into subscriber-id ranges of
+        `shard_size` members each."""
+        members, starts = contacts.cohort_boundaries(self.engine, input.campaign_id, input.cohort, input.shard_size)
+        ends = [start - 1 for start in starts[1:]] + [contacts.LAST_ID]
+        shards = [ShardRef(input.campaign_id, input.cohort, index, first, last)
+                  for index, (first, last) in enumerate(zip([0, *starts[1:]], ends, strict=True))]
+        return Cohort(input.cohort, members, shards)
 
     @activity.defn
     def set_status(self, input: StatusInput) -> None:
@@ -106,7 +110,7 @@ class CampaignActivities:
         if input.window_seconds:
             ends = contacts.now() + timedelta(seconds=input.window_seconds)
             result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route, ends)
-            contacts.mark_passive_reached(self.engine, shard, input.step_id)
+            contacts.mark_reached(self.engine, shard, input.step_id)
             return result
         result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
         contacts.recover_step(self.engine, shard, input.step_id)
@@ -116,7 +120,7 @@ class CampaignActivities:
         while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, last_id):
             last_id = batch[-1].contact_id
             deliveries = adapter.send(batch, message)
-            contacts.record(self.engine, input.shard.campaign_id, deliveries)
+            contacts.record(self.engine, batch, deliveries)
             for delivery in deliveries:
                 if delivery.status == ContactStatus.FAILED:
                     result.failed += 1
@@ -124,6 +128,7 @@ class CampaignActivities:
                 else:
                     result.sent += 1
             activity.heartbeat(result.sent + result.failed)
+        contacts.mark_reached(self.engine, shard, input.step_id)
         return result
 
     def _script_text(self, code: str) -> str:

@@ -11,15 +11,17 @@ from channel_adapters.base import ChannelAdapter, ChannelError, Message
 
 
 class SmsAdapter(ChannelAdapter):
-    """`POST /v1/sms/batch` → one result per message: accepted (with the gateway's
-    message id) or rejected (a permanent failure for that number, with the reason)."""
+    """`POST /v1/sms/batch` (one text, many recipients, each with our message id) → one
+    result per message: accepted (with the gateway's message id) or rejected (a
+    permanent failure for that number, with the reason)."""
 
     channel = "sms"
 
     def send(self, contacts: Sequence[Outgoing], message: Message) -> list[Delivery]:
         self._throttle(len(contacts))
         response = self._post("/v1/sms/batch", {
-            "messages": [{"id": c.idempotency_key, "to": c.msisdn, "text": message.script} for c in contacts],
+            "text": message.script,
+            "messages": [{"id": c.idempotency_key, "to": c.msisdn} for c in contacts],
         })
         if response.status_code != 200:
             raise ChannelError(f"sms gateway refused the batch: HTTP {response.status_code} {response.text[:200]}")

@@ -44,8 +44,8 @@ def dispatch(engine, campaign_id: int, step: str, handed: list[str]) -> None:
     while batch := contacts.take_batch(engine, shard, step, 25, last_id):
         last_id = batch[-1].contact_id
         handed.extend(c.msisdn for c in batch)
-        contacts.record(engine, campaign_id, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")
-                                              for c in batch])
+        contacts.record(engine, batch, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")
+                                        for c in batch])
 
 
 def test_no_member_is_contacted_after_their_completion(store):

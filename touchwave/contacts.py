@@ -13,11 +13,12 @@ Every function here is one statement per batch, never a Python loop per member.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Engine, bindparam, text
-from sqlalchemy.engine import Connection
 
 from touchwave.errors import UserError
 from touchwave.store.models import ContactStatus, MemberState, Outcome
@@ -42,26 +43,49 @@ def _when(*names: str):
     return [bindparam(n, type_=DateTime(timezone=True)) for n in names]
 
 
+#: the highest subscriber id a shard can hold (a 63-bit key fits both databases)
+LAST_ID = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class Shard:
-    """A slice of one cohort of a campaign: members whose id % shards == index."""
+    """A slice of one cohort of a campaign: the members whose subscriber id lies in
+    [first, last]. Ranges, not `id % shards`: every statement then reads one contiguous
+    stretch of the (campaign, cohort, subscriber) index instead of the whole campaign."""
 
     campaign_id: int
     cohort: int = 0
-    index: int = 0
-    shards: int = 1
+    first: int = 0
+    last: int = LAST_ID
 
     @property
     def params(self) -> dict[str, int]:
-        return {"campaign": self.campaign_id, "cohort": self.cohort, "shard": self.index, "shards": self.shards}
+        return {"campaign": self.campaign_id, "cohort": self.cohort, "first": self.first, "last": self.last}
 
 
-_IN_SHARD = "m.campaign_id = :campaign AND m.cohort = :cohort AND m.subscriber_id % :shards = :shard"
+_IN_SHARD = "m.campaign_id = :campaign AND m.cohort = :cohort AND m.subscriber_id BETWEEN :first AND :last"
 
 
 def _on_route(route: str | None, alias: str = "m.") -> str:
     """Members on this route: NULL (before any split) is compared as such, not bound."""
     return f"AND {alias}route IS NULL" if route is None else f"AND {alias}route = :route"
+
+
+_COHORT_STARTS = text(
+    "SELECT subscriber_id, n FROM ("
+    " SELECT subscriber_id, row_number() OVER (ORDER BY subscriber_id) - 1 AS n FROM campaign_members"
+    " WHERE campaign_id = :campaign AND cohort = :cohort"
+    ") AS numbered WHERE n % :size = 0 ORDER BY n"
+)
+_COHORT_SIZE = text("SELECT count(*) FROM campaign_members WHERE campaign_id = :campaign AND cohort = :cohort")
+
+
+def cohort_boundaries(engine: Engine, campaign_id: int, cohort: int, shard_size: int) -> tuple[int, list[int]]:
+    """The cohort's size and the subscriber id each shard of `shard_size` members starts at."""
+    params = {"campaign": campaign_id, "cohort": cohort}
+    with engine.connect() as conn:
+        starts = [row.subscriber_id for row in conn.execute(_COHORT_STARTS, {**params, "size": shard_size})]
+        return conn.execute(_COHORT_SIZE, params).scalar_one(), starts
 
 
 def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str | None,
@@ -77,11 +101,11 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
     statement = text(
-        "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, attempt, idempotency_key,"
+        "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, address, attempt, idempotency_key,"
         " status, at, window_ends_at) "
-        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, 1,"
+        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, 1,"
         f" :key_prefix || CAST(m.subscriber_id AS TEXT) || :key_suffix, :status, :now, {ends} "
-        f"FROM campaign_members m WHERE {_IN_SHARD} {_on_route(route)} "
+        f"FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id WHERE {_IN_SHARD} {_on_route(route)} "
         f"AND m.state IN {_ELIGIBLE_SQL}"
         f"{lock} "
         "ON CONFLICT (idempotency_key) DO NOTHING"
@@ -96,7 +120,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
         return result.rowcount
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Outgoing:
     """A contact handed to a channel adapter."""
 
@@ -107,54 +131,43 @@ class Outgoing:
 
 def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
     """Before a (re)started step sends anything: contacts a crashed attempt left in
-    `sending` are withdrawn if their member has completed since; the rest are sent again
-    by `take_batch` with the same idempotency key (the gateway drops the duplicate)."""
+    `sending` are withdrawn if their member has completed since, and the rest go back to
+    `claimed`, to be sent again with the same idempotency key (the gateway drops the
+    duplicate). Scans the step's contacts of this shard once per attempt."""
+    params = {**shard.params, "step": step_id}
     with engine.begin() as conn:
         conn.execute(
             text(
                 "UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
                 "WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' "
-                "AND subscriber_id % :shards = :shard AND subscriber_id IN (SELECT subscriber_id FROM campaign_members "
-                f"WHERE campaign_id = :campaign AND state IN {_COMPLETED_SQL})"
+                "AND subscriber_id BETWEEN :first AND :last AND subscriber_id IN (SELECT subscriber_id FROM "
+                f"campaign_members WHERE campaign_id = :campaign AND state IN {_COMPLETED_SQL})"
             ),
-            {**shard.params, "step": step_id},
+            params,
         )
+        conn.execute(
+            text("UPDATE contact_ledger SET status = 'claimed' WHERE campaign_id = :campaign AND step_id = :step "
+                 "AND status = 'sending' AND subscriber_id BETWEEN :first AND :last"),
+            params,
+        )
+
+
+_TAKE = text(
+    "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
+    " SELECT c.id FROM contact_ledger c WHERE c.campaign_id = :campaign AND c.step_id = :step"
+    " AND c.id > :after AND c.status = 'claimed' AND c.subscriber_id BETWEEN :first AND :last"
+    " ORDER BY c.id LIMIT :limit"
+    ") AND status = 'claimed' RETURNING id, idempotency_key, address"
+).bindparams(*_when("now"))
 
 
 def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after_id: int = 0) -> list[Outgoing]:
-    """Hand the next `limit` claimed contacts of this step to the channel (`claimed → sending`).
-
-    Contacts still in `sending` (left by a crashed attempt, see `recover_step`) come first.
-    `after_id` is the last contact id handed out by this attempt: the scan starts there
-    instead of walking past every other shard's claimed contacts again.
-    """
+    """Hand the next `limit` claimed contacts of this step to the channel, in id order
+    (`claimed → sending`, one statement). `after_id` is the last contact id handed out by
+    this attempt: the scan starts there instead of at the beginning of the step."""
     with engine.begin() as conn:
-        resent = _outgoing(conn, shard, step_id, "sending", limit)
-        if resent:
-            return resent
-        conn.execute(
-            text(
-                "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
-                " SELECT c.id FROM contact_ledger c WHERE c.campaign_id = :campaign AND c.step_id = :step"
-                " AND c.status = 'claimed' AND c.id > :after AND c.subscriber_id % :shards = :shard"
-                " ORDER BY c.id LIMIT :limit"
-                ") AND status = 'claimed'"
-            ).bindparams(*_when("now")),
-            {**shard.params, "step": step_id, "limit": limit, "after": after_id, "now": now()},
-        )
-        return _outgoing(conn, shard, step_id, "sending", limit)
-
-
-def _outgoing(conn: Connection, shard: Shard, step_id: str, status: str, limit: int) -> list[Outgoing]:
-    rows = conn.execute(
-        text(
-            "SELECT c.id, c.idempotency_key, s.msisdn FROM contact_ledger c JOIN subscribers s ON s.id = c.subscriber_id "
-            "WHERE c.campaign_id = :campaign AND c.step_id = :step AND c.status = :status "
-            "AND c.subscriber_id % :shards = :shard ORDER BY c.id LIMIT :limit"
-        ),
-        {**shard.params, "step": step_id, "status": status, "limit": limit},
-    )
-    return [Outgoing(*row) for row in rows]
+        rows = conn.execute(_TAKE, {**shard.params, "step": step_id, "limit": limit, "after": after_id, "now": now()})
+        return sorted(Outgoing(*row) for row in rows)
 
 
 @dataclass(frozen=True)
@@ -167,57 +180,49 @@ class Delivery:
     reason: str | None = None
 
 
-def record(engine: Engine, campaign_id: int, deliveries: list[Delivery]) -> None:
-    """Store the channel's answers for a batch and move the members reached to `contacted`."""
-    if not deliveries:
-        return
+# The channel's answers for a batch travel as one JSON parameter and are applied by one
+# statement: one round trip instead of one per contact (SQLite then releases the GIL once
+# per batch, not once per row, which lets other steps' Python run meanwhile).
+_RECORD = {
+    "sqlite": text(
+        "UPDATE contact_ledger SET status = v.status, external_id = v.external_id, reason = v.reason FROM ("
+        " SELECT value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.external_id' AS external_id,"
+        " value ->> '$.reason' AS reason FROM json_each(:answers)"
+        ") AS v WHERE contact_ledger.id = v.id AND contact_ledger.status = 'sending'"
+    ),
+    "postgresql": text(
+        "UPDATE contact_ledger SET status = v.status, external_id = v.external_id, reason = v.reason "
+        "FROM jsonb_to_recordset(CAST(:answers AS jsonb)) AS v(id bigint, status text, external_id text, reason text) "
+        "WHERE contact_ledger.id = v.id AND contact_ledger.status = 'sending'"
+    ),
+}
+
+
+def record(engine: Engine, batch: Sequence[Outgoing], deliveries: Sequence[Delivery]) -> None:
+    """Store the channel's answers for a batch taken by `take_batch`, in one statement."""
+    ids = {c.idempotency_key: c.contact_id for c in batch}
+    answers = json.dumps([
+        {"id": ids[d.idempotency_key], "status": d.status.value, "external_id": d.external_id, "reason": d.reason}
+        for d in deliveries
+    ])
     with engine.begin() as conn:
-        for start in range(0, len(deliveries), _ROWS_PER_STATEMENT):
-            _record_chunk(conn, deliveries[start:start + _ROWS_PER_STATEMENT])
-        reached = [d.idempotency_key for d in deliveries if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
-        if reached:
-            conn.execute(
-                text(
-                    "UPDATE campaign_members SET state = 'contacted', updated_at = :now "
-                    "WHERE campaign_id = :campaign AND state = 'pending' AND subscriber_id IN ("
-                    " SELECT subscriber_id FROM contact_ledger WHERE idempotency_key IN :keys)"
-                ).bindparams(bindparam("keys", expanding=True), *_when("now")),
-                {"campaign": campaign_id, "keys": reached, "now": now()},
-            )
+        conn.execute(_RECORD[engine.dialect.name], {"answers": answers})
 
 
-_ROWS_PER_STATEMENT = 5000  # 4 parameters a row: within SQLite's and PostgreSQL's limits
+_MARK_REACHED = text(
+    "UPDATE campaign_members SET state = 'contacted', updated_at = :now "
+    "WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
+    "AND state = 'pending' AND EXISTS ("
+    " SELECT 1 FROM contact_ledger c WHERE c.subscriber_id = campaign_members.subscriber_id"
+    " AND c.campaign_id = :campaign AND c.step_id = :step AND c.status IN ('open', 'sent', 'delivered'))"
+).bindparams(*_when("now"))
 
 
-def _record_chunk(conn: Connection, deliveries: list[Delivery]) -> None:
-    """One UPDATE for the whole chunk, joined to a VALUES list of the channel's answers."""
-    rows = ", ".join(f"(:k{i}, :s{i}, :e{i}, :r{i})" for i in range(len(deliveries)))
-    params: dict[str, str | None] = {}
-    for i, d in enumerate(deliveries):
-        params.update({f"k{i}": d.idempotency_key, f"s{i}": d.status.value, f"e{i}": d.external_id,
-                       f"r{i}": d.reason})
-    conn.execute(
-        text(
-            "UPDATE contact_ledger SET status = v.column2, external_id = v.column3, reason = v.column4 "
-            f"FROM (VALUES {rows}) AS v WHERE contact_ledger.idempotency_key = v.column1 "
-            "AND contact_ledger.status = 'sending'"
-        ),
-        params,
-    )
-
-
-def mark_passive_reached(engine: Engine, shard: Shard, step_id: str) -> int:
-    """Members whose offer window opened at this step count as contacted."""
+def mark_reached(engine: Engine, shard: Shard, step_id: str) -> int:
+    """After a step: members it reached (sent, delivered, or an offer window opened) are
+    `contacted`. Once per step, not per batch: the ledger already holds every contact."""
     with engine.begin() as conn:
-        return conn.execute(
-            text(
-                "UPDATE campaign_members SET state = 'contacted', updated_at = :now "
-                f"WHERE campaign_id = :campaign AND state = 'pending' AND subscriber_id IN ("
-                " SELECT subscriber_id FROM contact_ledger WHERE campaign_id = :campaign AND step_id = :step"
-                " AND status = 'open' AND subscriber_id % :shards = :shard)"
-            ).bindparams(*_when("now")),
-            {**shard.params, "step": step_id, "now": now()},
-        ).rowcount
+        return conn.execute(_MARK_REACHED, {**shard.params, "step": step_id, "now": now()}).rowcount
 
 
 def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[str, str]) -> None:
@@ -229,7 +234,7 @@ def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[
                 "UPDATE campaign_members SET route = CASE state"
                 " WHEN 'accepted' THEN :accepted WHEN 'declined' THEN :declined"
                 " WHEN 'considering' THEN :considering ELSE :no_response END "
-                f"WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id % :shards = :shard "
+                "WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
                 f"{_on_route(route, alias='')}"
             ),
             {**shard.params, **to, **({"route": route} if route is not None else {})},

@@ -50,17 +50,16 @@ class CampaignWorkflow:
     @workflow.run
     async def run(self, input: CampaignInput) -> CampaignProgress:
         cohort = await workflow.execute_activity_method(
-            CampaignActivities.open_cohort, CohortInput(input.campaign_id, input.shard_size),
+            CampaignActivities.open_cohort, CohortInput(input.campaign_id, 0, input.shard_size),
             start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
         )
-        self.progress.members, self.progress.shards = cohort.members, cohort.shards
+        self.progress.members, self.progress.shards = cohort.members, len(cohort.shards)
         await self._set_status(input.campaign_id, "running")
         shards = []
-        for index in range(cohort.shards):
+        for ref in cohort.shards:
             await workflow.wait_condition(lambda: len(self.children) < input.max_running_shards or self.cancelled)
             if self.cancelled:
                 break
-            ref = ShardRef(input.campaign_id, cohort.cohort, index, cohort.shards)
             shards.append(asyncio.create_task(self._run_shard(input, ref)))
         await asyncio.gather(*shards)
         if self.cancelled:

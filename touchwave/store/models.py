@@ -204,7 +204,11 @@ class CampaignMember(Base):
     """A subscriber's state in one campaign; changed set-wise, never row by row."""
 
     __tablename__ = "campaign_members"
-    __table_args__ = (Index("ix_campaign_members_campaign_state", "campaign_id", "state"),)
+    __table_args__ = (
+        Index("ix_campaign_members_campaign_state", "campaign_id", "state"),
+        # a shard is a subscriber-id range of one cohort
+        Index("ix_campaign_members_cohort", "campaign_id", "cohort", "subscriber_id"),
+    )
 
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), primary_key=True, index=True)
@@ -225,17 +229,20 @@ class Contact(Base):
 
     __tablename__ = "contact_ledger"
     __table_args__ = (
-        # a step hands out its contacts by status, in id order
-        Index("ix_contact_ledger_campaign_step_status", "campaign_id", "step_id", "status", "id"),
+        # a step hands out its contacts in id order; status is in no index on purpose:
+        # it changes three times per contact and would rewrite the index each time
+        Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id", "id"),
         # the offer view and the contact trail look contacts up by subscriber and channel
-        Index("ix_contact_ledger_status_window", "subscriber_id", "channel", "status"),
+        Index("ix_contact_ledger_subscriber_channel", "subscriber_id", "channel"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
     step_id: Mapped[str] = mapped_column(String(64))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    #: the number (or device) the contact went to, as it was then
+    address: Mapped[str | None] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     status: Mapped[ContactStatus] = mapped_column(_enum(ContactStatus, "contact_status"))

@@ -1,0 +1,39 @@
+"""cohort shards and a lighter contact ledger
+
+Members are read by (campaign, cohort, subscriber-id range). The ledger keeps the address
+each contact went to, and its status is in no index any more: a contact changes status
+three times (claimed → sending → sent), and each change used to rewrite two indexes.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_campaign_members_cohort", "campaign_members", ["campaign_id", "cohort", "subscriber_id"])
+    with op.batch_alter_table("contact_ledger") as batch:
+        batch.add_column(sa.Column("address", sa.String(length=32), nullable=True))
+        batch.drop_index("ix_contact_ledger_campaign_step_status")
+        batch.drop_index("ix_contact_ledger_status_window")
+        batch.drop_index("ix_contact_ledger_subscriber_id")
+        batch.create_index("ix_contact_ledger_campaign_step", ["campaign_id", "step_id", "id"])
+        batch.create_index("ix_contact_ledger_subscriber_channel", ["subscriber_id", "channel"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("contact_ledger") as batch:
+        batch.drop_index("ix_contact_ledger_subscriber_channel")
+        batch.drop_index("ix_contact_ledger_campaign_step")
+        batch.create_index("ix_contact_ledger_subscriber_id", ["subscriber_id"])
+        batch.create_index("ix_contact_ledger_status_window", ["subscriber_id", "channel", "status"])
+        batch.create_index("ix_contact_ledger_campaign_step_status", ["campaign_id", "step_id", "status", "id"])
+        batch.drop_column("address")
+    op.drop_index("ix_campaign_members_cohort", table_name="campaign_members")
