@@ -39,6 +39,7 @@ from touchwave import campaigns
 from touchwave.config import TEMPLATES_DIR
 from touchwave.contacts import Outgoing
 from touchwave.stack import installed_binary
+from touchwave.temporal import register_search_attributes
 from touchwave.store import Store, db
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import Contact, idempotency_key
@@ -46,7 +47,7 @@ from touchwave.store.subscribers import bulk_load, synthetic
 from touchwave.store.templates import upload
 from touchwave.templates.compiler import read_template
 from touchwave.worker import build_worker
-from workflows.campaign import CampaignInput, CampaignWorkflow
+from touchwave.temporal import start_campaign
 
 SILENT = CustomerModel(accept={}, decline={}, consider={})
 BENCH_TEMPLATE = {
@@ -166,9 +167,9 @@ async def per_campaign(env: WorkflowEnvironment, members: int, shard_size: int) 
         queue = f"bench-b-{uuid.uuid4().hex[:6]}"
         started = time.perf_counter()
         async with build_worker(env.client, store.engine, adapters, task_queue=queue, batch_size=2000, threads=8):
-            result = await env.client.execute_workflow(
-                CampaignWorkflow.run, CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=shard_size),
-                id=f"campaign-{campaign.id}-{queue}", task_queue=queue)
+            handle = await start_campaign(env.client, campaign, queue, shard_size=shard_size,
+                                          workflow_id=f"campaign-{campaign.id}-{queue}")
+            result = await handle.result()
         elapsed = time.perf_counter() - started
         with store.engine.connect() as conn:
             ledger = conn.scalar(select(func.count()).select_from(Contact))
@@ -185,6 +186,7 @@ async def main() -> None:
     parser.add_argument("--shard-size", type=int, default=50_000)
     args = parser.parse_args()
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=installed_binary("temporal-test-server"))
+    await register_search_attributes(env.client)
     try:
         print(f"(a) per-customer workflows, {args.baseline_members:,} members ...", flush=True)
         baseline = await per_customer(env, args.baseline_members)

@@ -74,9 +74,11 @@ async def temporal():
     from temporalio.testing import WorkflowEnvironment
 
     from touchwave.stack import installed_binary
+    from touchwave.temporal import register_search_attributes
 
     # one environment per session: two in one process have crashed at exit
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=installed_binary("temporal-test-server"))
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()

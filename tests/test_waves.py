@@ -4,12 +4,15 @@ then outbound, with day-long waits; completion anywhere stops the later waves.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select, text
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from channel_adapters.outbound import OutboundAdapter
 from channel_adapters.simulator import CustomerModel, Simulator
@@ -21,7 +24,8 @@ from touchwave.store.models import Outcome
 from touchwave.store.subscribers import bulk_load, synthetic
 from touchwave.store.templates import upload
 from touchwave.worker import build_worker
-from workflows.campaign import CampaignInput, CampaignWorkflow
+from touchwave.temporal import start_campaign
+from workflows.campaign import CampaignWorkflow
 
 from .conftest import CATALOG_FILE, load_example
 
@@ -73,15 +77,49 @@ def sim() -> Simulator:
     return Simulator(seed=1, customers=SILENT)
 
 
-async def start(temporal, store, sim, campaign, shard_size: int = 100):
+class CampaignWorker:
+    """The test's worker; on exit it first lets the campaign's shards close.
+
+    A shard reports `shard_finished` and then completes in a workflow task of its own; a
+    worker stopped in between would leave that task on a queue nobody polls, and the
+    time-skipping server never skips time while a task is outstanding, for every later
+    test of the session.
+    """
+
+    def __init__(self, worker, handle) -> None:
+        self.worker, self.handle = worker, handle
+
+    async def __aenter__(self):
+        await self.worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            progress = await self.handle.query(CampaignWorkflow.status)
+            for cohort in range(progress.cohorts):
+                for index in itertools.count():
+                    shard = self.handle._client.get_workflow_handle(f"{self.handle.id}/cohort-{cohort}/shard-{index}")
+                    try:
+                        await until_closed(shard)
+                    except RPCError:  # no such shard: that was the cohort's last
+                        break
+        finally:
+            await self.worker.__aexit__(*exc)
+
+
+async def until_closed(handle, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        assert time.monotonic() < deadline, f"{handle.id} did not close"
+        await asyncio.sleep(0.05)
+
+
+async def start(temporal, store, sim, campaign, shard_size: int = 100, **options):
     queue = f"test-{uuid.uuid4().hex[:8]}"
     worker = build_worker(temporal.client, store.engine, adapters(sim), task_queue=queue, batch_size=40)
-    handle = await temporal.client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=shard_size),
-        id=f"{campaign.workflow_id}-{uuid.uuid4().hex[:6]}", task_queue=queue,
-    )
-    return worker, handle
+    handle = await start_campaign(temporal.client, campaign, queue, shard_size=shard_size,
+                                  workflow_id=f"{campaign.workflow_id}-{uuid.uuid4().hex[:6]}", **options)
+    return CampaignWorker(worker, handle), handle
 
 
 async def test_three_waves_with_day_long_waits_run_in_seconds(temporal, store, sim):
@@ -112,12 +150,11 @@ async def test_completion_in_one_channel_stops_the_later_waves(temporal, store, 
     declined_by_sms, considering, accepted_in_hall = everyone[0], everyone[1], everyone[2]
     worker, handle = await start(temporal, store, sim, campaign)
     async with worker:
-        await until(lambda: len(ledger(store, campaign.id).get("sms_broadcast", {})) == len(everyone)
-                    and "claimed" not in ledger(store, campaign.id)["sms_broadcast"].values())
+        await step_finished(handle, "sms_broadcast", len(everyone))
         record_response(store.engine, campaign.id, declined_by_sms, Outcome.DECLINED, "sms")
         record_response(store.engine, campaign.id, considering, Outcome.CONSIDERING, "sms")
         await temporal.sleep(timedelta(days=3, hours=1))
-        await until(lambda: len(ledger(store, campaign.id).get("hotline_window", {})) > 0)
+        await step_finished(handle, "hotline_window", len(everyone) - 1)  # all but the one who declined
         record_response(store.engine, campaign.id, accepted_in_hall, Outcome.ACCEPTED, "hall", agent="hall-1")
         await asyncio.wait_for(handle.result(), 60)
     steps = ledger(store, campaign.id)
@@ -127,6 +164,20 @@ async def test_completion_in_one_channel_stops_the_later_waves(temporal, store, 
     assert steps["hall_window"][considering] == "open" and steps["outbound_call"][considering] == "sent"
     called = {t.msisdn for t in sim.tasks.values()}
     assert declined_by_sms not in called and accepted_in_hall not in called and considering in called
+
+
+async def step_finished(handle, step: str, count: int, seconds: float = 20.0) -> None:
+    """Every shard has finished `step` (claimed `count` members in all) and reported it:
+    only then is skipping time safe, since a shard still in the step would start its
+    wait after the skip."""
+    deadline = time.monotonic() + seconds
+    while True:
+        progress = await handle.query(CampaignWorkflow.status)
+        done = progress.steps.get(step)
+        if done is not None and done.claimed == count:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {step} to finish"
+        await asyncio.sleep(0.05)
 
 
 def sent_everyone(store, campaign_id: int, step: str, count: int):
@@ -141,9 +192,9 @@ async def test_a_queued_call_is_withdrawn_when_the_customer_accepts_in_the_hall(
     everyone = members(store, campaign.id)
     worker, handle = await start(temporal, store, sim, campaign)
     async with worker:
-        await until(sent_everyone(store, campaign.id, "sms_broadcast", len(everyone)))
+        await step_finished(handle, "sms_broadcast", len(everyone))
         await temporal.sleep(timedelta(days=3, hours=1))
-        await until(lambda: len(ledger(store, campaign.id).get("hotline_window", {})) == len(everyone))
+        await step_finished(handle, "hotline_window", len(everyone))
         await temporal.sleep(timedelta(days=7, hours=1))
         await until(sent_everyone(store, campaign.id, "outbound_call", len(everyone)))
         walk_in = everyone[7]
@@ -164,7 +215,7 @@ async def test_pause_holds_every_step_and_cancel_withdraws_everything(temporal, 
     everyone = members(store, campaign.id)
     worker, handle = await start(temporal, store, sim, campaign)
     async with worker:
-        await until(sent_everyone(store, campaign.id, "sms_broadcast", len(everyone)))
+        await step_finished(handle, "sms_broadcast", len(everyone))
         await handle.signal(CampaignWorkflow.pause)
         await temporal.sleep(timedelta(days=30))
         assert "hall_window" not in ledger(store, campaign.id)

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from channel_adapters.simulator import Simulator
 from channel_adapters.simulator.app import create_app
 from touchwave.stack import installed_binary
-from workflows.campaign import CampaignInput, CampaignWorkflow
+from touchwave.temporal import register_search_attributes, start_campaign
 
 from .test_waves import SILENT, ledger, members, seed
 
@@ -70,6 +70,16 @@ def gateway():
     thread.join(10)
 
 
+async def listed(client: Client, query: str) -> list[str]:
+    """Workflow ids the Temporal UI's search lists for `query` (visibility lags a little)."""
+    deadline = time.monotonic() + 10
+    while True:
+        ids = [w.id async for w in client.list_workflows(query)]
+        if ids or time.monotonic() > deadline:
+            return ids
+        await asyncio.sleep(0.2)
+
+
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
     touchwave = str(Path(sys.executable).parent / "touchwave")
     return subprocess.Popen([touchwave, "worker", "--batch-size", "20"], env=env,
@@ -86,10 +96,8 @@ async def test_a_killed_worker_loses_and_repeats_no_contact(store, database_url,
            "TOUCHWAVE_CALL_CENTRE_URL": gateway_url}
     first = start_worker(env)
     client = await Client.connect(dev_server)
-    handle = await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=1000, time_scale=1e-6, heartbeat_seconds=2),
-        id=campaign.workflow_id, task_queue=queue)
+    await register_search_attributes(client)
+    handle = await start_campaign(client, campaign, queue, shard_size=1000, time_scale=1e-6, heartbeat_seconds=2)
     deadline = time.monotonic() + 60
     while sum(sim.sms_sent.values()) < 40:
         assert time.monotonic() < deadline and first.poll() is None, first.stderr.read().decode()[-2000:]
@@ -105,6 +113,8 @@ async def test_a_killed_worker_loses_and_repeats_no_contact(store, database_url,
         second.send_signal(signal.SIGTERM)
         second.wait(10)
     assert result.status == "finished"
+    assert await listed(client, f"TouchwaveCampaignId = {campaign.id} AND TouchwaveStatus = 'finished' "
+                                f"AND TouchwaveTemplate = '{campaign.template}'") == [campaign.workflow_id]
     assert sorted(sim.sms_sent) == everyone and set(sim.sms_sent.values()) == {1}
     assert sorted(t.msisdn for t in sim.tasks.values()) == everyone
     steps = ledger(store, campaign.id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import Engine, func, insert, literal, select, update
+from sqlalchemy.orm import Session
 
 from touchwave.errors import UserError
 from touchwave.segments.rules import to_clause
@@ -59,16 +60,45 @@ def create(store: Store, template: str, created_by: str, version: int | None = N
                             priority=plan.priority, business_line=plan.business_line, created_by=created_by)
         session.add(campaign)
         session.flush()
-        members = select(
-            literal(campaign.id), Subscriber.id, literal(0), literal(MemberState.PENDING.value), literal(utcnow())
-        ).where(to_clause(plan.audience.rule, today))
-        session.execute(
-            insert(CampaignMember).from_select(
-                ["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members
-            )
-        )
-        count = session.scalar(select(func.count()).where(CampaignMember.campaign_id == campaign.id))
-        return CampaignInfo(campaign.id, campaign.name, stored.name, stored.version, campaign.status, count or 0, plan)
+        count = _add_members(session, campaign.id, plan, cohort=0, today=today)
+        return CampaignInfo(campaign.id, campaign.name, stored.name, stored.version, campaign.status, count, plan)
+
+
+def _add_members(session: Session, campaign_id: int, plan: Plan, cohort: int, today: date | None) -> int:
+    """One INSERT … SELECT: the subscribers the audience selects who are not members yet
+    join as `cohort`. Returns how many joined."""
+    already = select(CampaignMember.subscriber_id).where(CampaignMember.campaign_id == campaign_id)
+    members = select(
+        literal(campaign_id), Subscriber.id, literal(cohort), literal(MemberState.PENDING.value), literal(utcnow())
+    ).where(to_clause(plan.audience.rule, today), Subscriber.id.not_in(already))
+    session.execute(
+        insert(CampaignMember).from_select(["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members)
+    )
+    return session.scalar(select(func.count()).where(CampaignMember.campaign_id == campaign_id,
+                                                     CampaignMember.cohort == cohort)) or 0
+
+
+@dataclass(frozen=True)
+class Admission:
+    campaign_id: int
+    cohort: int
+    members: int
+
+
+def admit(store: Store, campaign_id: int, today: date | None = None) -> Admission:
+    """Subscribers who match the audience now but did not at launch join a running
+    campaign as its next cohort; the campaign's workflow then runs the plan for them from
+    the first step (signal `cohort_added`). Nobody already a member is added again."""
+    info = get(store, campaign_id)
+    if info.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        raise UserError(f"campaign {campaign_id} is {info.status}: only a running or paused campaign admits members")
+    if info.plan.audience.rule is None:
+        raise UserError(f"campaign {campaign_id} targets a named segment; segments arrive with the segments issue")
+    with store.session.begin() as session:
+        cohort = (session.scalar(select(func.max(CampaignMember.cohort))
+                                 .where(CampaignMember.campaign_id == campaign_id)) or 0) + 1
+        joined = _add_members(session, campaign_id, info.plan, cohort, today)
+    return Admission(campaign_id, cohort, joined)
 
 
 def get(store: Store, campaign_id: int) -> CampaignInfo:

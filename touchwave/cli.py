@@ -189,7 +189,7 @@ async def _temporal(settings: Settings):
 
 def cmd_campaign_start(args: argparse.Namespace) -> int:
     from touchwave import campaigns
-    from workflows.campaign import CampaignInput, CampaignWorkflow
+    from touchwave.temporal import register_search_attributes, start_campaign
 
     settings = Settings.from_env(args.database_url)
     store = Store.open(settings.database_url)
@@ -197,11 +197,9 @@ def cmd_campaign_start(args: argparse.Namespace) -> int:
 
     async def start() -> None:
         client = await _temporal(settings)
-        await client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=args.shard_size, time_scale=args.time_scale),
-            id=campaign.workflow_id, task_queue=settings.task_queue,
-        )
+        await register_search_attributes(client)
+        await start_campaign(client, campaign, settings.task_queue, shard_size=args.shard_size,
+                             time_scale=args.time_scale)
 
     asyncio.run(start())
     _out(f"campaign {campaign.id} started: {campaign.members} members, workflow {campaign.workflow_id}")
@@ -243,6 +241,39 @@ def cmd_campaign_signal(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_campaign_admit(args: argparse.Namespace) -> int:
+    """Subscribers matching the audience now who were not members join as a new cohort."""
+    from touchwave import campaigns
+    from workflows.campaign import CampaignWorkflow
+
+    settings = Settings.from_env(args.database_url)
+    admission = campaigns.admit(_store(args), args.id)
+    if admission.members:
+        async def send() -> None:
+            client = await _temporal(settings)
+            handle = client.get_workflow_handle(campaigns.workflow_id(admission.campaign_id))
+            await handle.signal(CampaignWorkflow.cohort_added, admission.cohort)
+
+        asyncio.run(send())
+    _out(f"campaign {admission.campaign_id}: {admission.members} new member(s)"
+         + (f" in cohort {admission.cohort}, starting from the first step" if admission.members else ""))
+    return EXIT_OK
+
+
+async def _tell_campaign(settings: Settings, campaign_id: int, channel: str, outcome: str) -> None:
+    """Best effort: the answer is already stored; the workflow would also find it at its
+    next check, so an unreachable Temporal is only a note."""
+    from touchwave.notify import ResponseNotifier
+
+    try:
+        notifier = ResponseNotifier(await _temporal(settings))
+    except UserError as exc:
+        _out(f"note: {exc}")
+        return
+    notifier.add(campaign_id, channel, outcome)
+    await notifier.flush()
+
+
 def cmd_respond(args: argparse.Namespace) -> int:
     from channel_adapters.outbound import OutboundAdapter
     from touchwave.responses import record_response
@@ -256,6 +287,8 @@ def cmd_respond(args: argparse.Namespace) -> int:
     outbound = OutboundAdapter(settings.call_centre_url, max_attempts=2)
     completion = record_response(_store(args).engine, args.campaign, msisdn, Outcome(args.outcome), args.channel,
                                  outbound=outbound, agent=args.agent, note=args.note)
+    if completion.recorded:
+        asyncio.run(_tell_campaign(settings, args.campaign, args.channel, args.outcome))
     what = "recorded" if completion.recorded else "already recorded"
     _out(f"{args.outcome} {what} for campaign {args.campaign} via {args.channel}"
          + (f"; {len(completion.queued_calls)} queued call(s) withdrawn" if completion.queued_calls else ""))
@@ -266,6 +299,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """A campaign worker on its own: production runs several, one per task queue."""
     from channel_adapters.outbound import OutboundAdapter
     from channel_adapters.sms import SmsAdapter
+    from touchwave.temporal import register_search_attributes
     from touchwave.worker import build_worker
 
     settings = Settings.from_env(args.database_url)
@@ -275,6 +309,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def work() -> None:
         client = await _temporal(settings)
+        await register_search_attributes(client)
         worker = build_worker(client, store.engine, adapters, task_queue=settings.task_queue,
                               batch_size=args.batch_size)
         _out(f"worker on {settings.temporal_address}, task queue {settings.task_queue}")
@@ -380,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume", "cancel"):
         p = command(camp, name, cmd_campaign_signal, f"{name} a running campaign")
         p.add_argument("id", type=_positive_int)
+    p = command(camp, "admit", cmd_campaign_admit,
+                "add subscribers who match the audience now as a new cohort of a running campaign")
+    p.add_argument("id", type=_positive_int)
 
     p = groups.add_parser("respond", help="record a customer's answer (accepted/declined end the campaign for them)")
     p.set_defaults(handler=cmd_respond)

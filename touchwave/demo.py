@@ -18,7 +18,7 @@ from touchwave.store.subscribers import bulk_load, synthetic
 from touchwave.store.templates import upload
 from touchwave.templates.compiler import read_template
 from touchwave.funnel import funnel_text
-from workflows.campaign import CampaignInput, CampaignWorkflow
+from touchwave.temporal import start_campaign
 
 TEMPLATE = "ringback-tone-download"
 
@@ -50,10 +50,8 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
              f"(rule: no ringback tone yet, ARPU ≥ 30)")
         _say(f"waves: SMS → wait 3 days → hall + 10086 windows → wait 7 days → outbound → wait 3 days; "
              f"one day = {seconds_per_day:g} s here")
-        handle = await stack.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignInput(campaign.id, campaign.plan.to_dict(), shard_size=5_000, time_scale=seconds_per_day / 86_400),
-            id=campaign.workflow_id, task_queue=settings.task_queue,
+        handle = await start_campaign(
+            stack.client, campaign, settings.task_queue, shard_size=5_000, time_scale=seconds_per_day / 86_400,
         )
         _say(f"workflow {campaign.workflow_id}: {stack.ui_url}/namespaces/default/workflows/{campaign.workflow_id}")
         shown = ""

@@ -24,7 +24,9 @@ from channel_adapters.sms import SmsAdapter
 from touchwave.api.app import create_app as api_app
 from touchwave.config import Settings
 from touchwave.errors import UserError
+from touchwave.notify import ResponseNotifier
 from touchwave.store import Store, db
+from touchwave.temporal import dev_server_flags
 from touchwave.worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class Stack:
         self.temporal_db.parent.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
             installed_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.ports.temporal),
-            "--ui-port", str(self.ports.temporal_ui), "--db-filename", str(self.temporal_db), "--log-level", "error",
+            "--ui-port", str(self.ports.temporal_ui), "--db-filename", str(self.temporal_db), "--log-level", "error", *dev_server_flags(),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
         self.client = await self._connect()
@@ -91,7 +93,8 @@ class Stack:
         self.outbound = OutboundAdapter(simulator_url)
         adapters = {"sms": SmsAdapter(simulator_url, rate_per_second=self.settings.sms_rate), "outbound": self.outbound}
         await self._serve(simulator_app(self.sim), self.ports.simulator)
-        await self._serve(api_app(self.store.engine, self.outbound), self.ports.api)
+        self.notifier = ResponseNotifier(self.client)
+        await self._serve(api_app(self.store.engine, self.outbound, self.notifier), self.ports.api, lifespan="on")
         self.worker = build_worker(self.client, self.store.engine, adapters, task_queue=self.settings.task_queue)
         self._tasks.append(asyncio.create_task(self.worker.run()))
         if self.customers:
@@ -106,8 +109,9 @@ class Stack:
             await asyncio.sleep(0.2)
         raise UserError(f"the Temporal dev server did not come up on {address}")
 
-    async def _serve(self, app, port: int) -> None:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    async def _serve(self, app, port: int, lifespan: str = "off") -> None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan=lifespan))
         self._servers.append(server)
         self._tasks.append(asyncio.create_task(server.serve()))
         while not server.started:

@@ -1,19 +1,63 @@
-"""One workflow per campaign (id `campaign-<id>`): it cuts the audience into shards and
-runs each as a child `ShardWorkflow`, a bounded number at a time, and forwards pause,
-resume and cancel to them. Progress is reported by the shards after every step.
+"""One workflow per campaign (id `campaign-<id>`).
+
+It cuts each cohort of the audience into shards and runs each shard as a child
+`ShardWorkflow`, a bounded number at a time, and forwards pause, resume and cancel to
+them. Cohort 0 is the audience at launch; members admitted later form cohort 1, 2, …,
+which run the plan from its first step on their own timeline (signal `cohort_added`).
+
+Shards are started with parent-close policy ABANDON and report back by signal (each step's
+result, then `shard_finished`), so this workflow can continue-as-new whenever its history
+grows long, carrying only `CampaignState`, while the shards run on.
+
+Customers' answers arrive in batches (`responses_recorded`, one signal per campaign per
+flush, never one per member); they feed the progress query and wake the shards' waits,
+which end early once nobody in the shard can still be contacted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaign import CampaignActivities, CohortInput, ShardRef, StatusInput, StepResult
+    from workflows import attributes
     from workflows.shard import DB_TIMEOUT, STEP_RETRY, ShardInput, ShardWorkflow
+
+
+@dataclass
+class CampaignProgress:
+    status: str
+    members: int = 0
+    cohorts: int = 0
+    shards: int = 0
+    shards_done: int = 0
+    #: per step, the shards' results added up
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    #: customers' answers reported so far, by "channel:outcome" (e.g. "hall:accepted")
+    responses: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignState:
+    """Everything a run hands on to the next one when it continues as new."""
+
+    progress: CampaignProgress
+    cohorts_to_open: list[int] = field(default_factory=list)
+    cohorts_opened: list[int] = field(default_factory=list)
+    #: shards opened and waiting for a free slot
+    queued: list[ShardRef] = field(default_factory=list)
+    #: workflow ids of the shards started and not finished
+    running: list[str] = field(default_factory=list)
+    paused: bool = False
+    cancelled: bool = False
+    #: answers have arrived that the running shards were not told about yet
+    recheck_due: bool = False
 
 
 @dataclass
@@ -22,18 +66,15 @@ class CampaignInput:
     plan: dict
     shard_size: int = 50_000
     max_running_shards: int = 50
+    #: demo runs shrink the plan's waits by this factor
     time_scale: float = 1.0
     heartbeat_seconds: int = 60
-
-
-@dataclass
-class CampaignProgress:
-    status: str
-    members: int = 0
-    shards: int = 0
-    shards_done: int = 0
-    #: per step, the shards' results added up
-    steps: dict[str, StepResult] = field(default_factory=dict)
+    #: shards' waits are woken by new answers at most this often
+    recheck_seconds: int = 60
+    #: continue as new beyond this many history events (Temporal's hard limit: 51,200)
+    history_limit: int = 10_000
+    #: None on the first run; the previous run's state after continue-as-new
+    state: CampaignState | None = None
 
 
 @workflow.defn
@@ -41,89 +82,144 @@ class CampaignWorkflow:
     @workflow.init
     def __init__(self, input: CampaignInput) -> None:
         # signals can arrive before `run` starts: everything they need is set here
-        self.campaign_id = input.campaign_id
-        self.progress = CampaignProgress(status="starting")
-        self.paused = False
-        self.cancelled = False
-        self.children: dict[str, workflow.ChildWorkflowHandle] = {}
+        self.input = input
+        self.state = input.state or CampaignState(CampaignProgress(status="starting"), cohorts_to_open=[0])
+        self.last_recheck = workflow.now() - timedelta(seconds=input.recheck_seconds)
 
     @workflow.run
     async def run(self, input: CampaignInput) -> CampaignProgress:
-        cohort = await workflow.execute_activity_method(
-            CampaignActivities.open_cohort, CohortInput(input.campaign_id, 0, input.shard_size),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
-        )
-        self.progress.members, self.progress.shards = cohort.members, len(cohort.shards)
-        await self._set_status(input.campaign_id, "running")
-        shards = []
-        for ref in cohort.shards:
-            await workflow.wait_condition(lambda: len(self.children) < input.max_running_shards or self.cancelled)
-            if self.cancelled:
-                break
-            shards.append(asyncio.create_task(self._run_shard(input, ref)))
-        await asyncio.gather(*shards)
-        if self.cancelled:
+        state = self.state
+        while not self._finished():
+            with contextlib.suppress(asyncio.TimeoutError):  # the timeout only paces the rechecks
+                await workflow.wait_condition(self._has_work,
+                                              timeout=self._until_recheck() if state.recheck_due else None)
+            if state.cohorts_to_open and not state.cancelled:
+                await self._open_cohort(state.cohorts_to_open.pop(0))
+            while state.queued and len(state.running) < input.max_running_shards and not state.cancelled:
+                await self._start_shard(state.queued.pop(0))
+            if state.recheck_due and self._until_recheck() is None:
+                await self._recheck_shards()
+            if self._history_full():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(replace(input, state=state))
+        if state.cancelled:
             await workflow.execute_activity_method(
                 CampaignActivities.withdraw_campaign, input.campaign_id,
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
             )
-        await self._set_status(input.campaign_id, "cancelled" if self.cancelled else "finished")
-        return self.progress
+        await self._set_status("cancelled" if state.cancelled else "finished")
+        return state.progress
 
-    async def _run_shard(self, input: CampaignInput, ref: ShardRef) -> None:
-        shard_id = f"{workflow.info().workflow_id}/cohort-{ref.cohort}/shard-{ref.index}"
-        handle = await workflow.start_child_workflow(
-            ShardWorkflow.run,
-            ShardInput(ref, input.plan, input.time_scale, parent_id=workflow.info().workflow_id,
-                       heartbeat_seconds=input.heartbeat_seconds),
-            id=shard_id,
+    def _finished(self) -> bool:
+        s = self.state
+        return not s.running and (s.cancelled or (not s.cohorts_to_open and not s.queued))
+
+    def _has_work(self) -> bool:
+        s = self.state
+        return (self._finished() or bool(s.cohorts_to_open) and not s.cancelled
+                or bool(s.queued) and len(s.running) < self.input.max_running_shards and not s.cancelled
+                or s.recheck_due and self._until_recheck() is None
+                or self._history_full())
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return info.get_current_history_length() > self.input.history_limit or info.is_continue_as_new_suggested()
+
+    def _until_recheck(self) -> timedelta | None:
+        """How long until the shards may be woken again (None: now)."""
+        left = self.last_recheck + timedelta(seconds=self.input.recheck_seconds) - workflow.now()
+        return left if left > timedelta(0) else None
+
+    async def _open_cohort(self, number: int) -> None:
+        cohort = await workflow.execute_activity_method(
+            CampaignActivities.open_cohort, CohortInput(self.input.campaign_id, number, self.input.shard_size),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
         )
-        self.children[shard_id] = handle
-        if self.paused:
-            await handle.signal(ShardWorkflow.pause)
-        try:
-            await handle
-        finally:
-            del self.children[shard_id]
-            self.progress.shards_done += 1
+        self.state.cohorts_opened.append(number)
+        progress = self.state.progress
+        progress.members += cohort.members
+        progress.cohorts += 1
+        progress.shards += len(cohort.shards)
+        self.state.queued.extend(cohort.shards)
+        if progress.status == "starting":
+            await self._set_status("running")
 
-    async def _set_status(self, campaign_id: int, status: str) -> None:
-        self.progress.status = status
+    async def _start_shard(self, ref: ShardRef) -> None:
+        shard_id = f"{workflow.info().workflow_id}/cohort-{ref.cohort}/shard-{ref.index}"
+        await workflow.start_child_workflow(
+            ShardWorkflow.run,
+            ShardInput(ref, self.input.plan, self.input.time_scale, parent_id=workflow.info().workflow_id,
+                       heartbeat_seconds=self.input.heartbeat_seconds, paused=self.state.paused),
+            id=shard_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self.state.running.append(shard_id)
+
+    async def _recheck_shards(self) -> None:
+        self.state.recheck_due = False
+        self.last_recheck = workflow.now()
+        await self._tell_shards(ShardWorkflow.recheck)
+
+    async def _set_status(self, status: str) -> None:
+        self.state.progress.status = status
+        workflow.upsert_search_attributes([attributes.STATUS.value_set(status)])
         await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(campaign_id, status),
+            CampaignActivities.set_status, StatusInput(self.input.campaign_id, status),
             start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
         )
 
     async def _tell_shards(self, signal) -> None:
-        await asyncio.gather(*(handle.signal(signal) for handle in list(self.children.values())))
+        await asyncio.gather(*(workflow.get_external_workflow_handle(shard_id).signal(signal)
+                               for shard_id in list(self.state.running)))
 
     @workflow.signal
     async def pause(self) -> None:
-        self.paused = True
+        self.state.paused = True
         await self._tell_shards(ShardWorkflow.pause)
-        await self._set_status(self.campaign_id, "paused")
+        await self._set_status("paused")
 
     @workflow.signal
     async def resume(self) -> None:
-        self.paused = False
+        self.state.paused = False
         await self._tell_shards(ShardWorkflow.resume)
-        await self._set_status(self.campaign_id, "running")
+        await self._set_status("running")
 
     @workflow.signal
     async def cancel(self) -> None:
-        self.cancelled = True
-        self.progress.status = "cancelling"
+        self.state.cancelled = True
+        self.state.queued.clear()
+        self.state.progress.status = "cancelling"
         await self._tell_shards(ShardWorkflow.cancel)
 
     @workflow.signal
+    def cohort_added(self, cohort: int) -> None:
+        """Members admitted since launch (with this cohort number) run the plan from the start."""
+        if cohort not in self.state.cohorts_to_open and cohort not in self.state.cohorts_opened:
+            self.state.cohorts_to_open.append(cohort)
+
+    @workflow.signal
+    def responses_recorded(self, counts: dict[str, int]) -> None:
+        """A batch of customers' answers, by "channel:outcome"."""
+        responses = self.state.progress.responses
+        for key, count in counts.items():
+            responses[key] = responses.get(key, 0) + count
+        self.state.recheck_due = True
+
+    @workflow.signal
     def shard_step_done(self, result: StepResult) -> None:
-        step = self.progress.steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
+        step = self.state.progress.steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
         step.claimed += result.claimed
         step.sent += result.sent
         step.failed += result.failed
         for reason, count in result.reasons.items():
             step.reasons[reason] = step.reasons.get(reason, 0) + count
 
+    @workflow.signal
+    def shard_finished(self, shard_id: str) -> None:
+        if shard_id in self.state.running:
+            self.state.running.remove(shard_id)
+            self.state.progress.shards_done += 1
+
     @workflow.query
     def status(self) -> CampaignProgress:
-        return self.progress
+        return self.state.progress

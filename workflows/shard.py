@@ -8,6 +8,7 @@ side by side, each on the members the split routed there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -33,6 +34,8 @@ class ShardInput:
     parent_id: str | None = None
     #: how soon a dead worker's step is noticed and retried elsewhere
     heartbeat_seconds: int = 60
+    #: started while the campaign is paused
+    paused: bool = False
 
 
 @dataclass
@@ -43,9 +46,11 @@ class ShardSummary:
 
 @workflow.defn
 class ShardWorkflow:
-    def __init__(self) -> None:
-        self.paused = False
+    @workflow.init
+    def __init__(self, input: ShardInput) -> None:
+        self.paused = input.paused
         self.cancelled = False
+        self.answers_arrived = False
         self.inflight: set[workflow.ActivityHandle] = set()
         self.summary = ShardSummary()
         self.position: dict[str, str] = {}
@@ -56,6 +61,9 @@ class ShardWorkflow:
         self.plan = Plan.from_dict(input.plan)
         await self._walk(self.plan.entry, route=None)
         self.summary.cancelled = self.cancelled
+        if input.parent_id:
+            parent = workflow.get_external_workflow_handle(input.parent_id)
+            await parent.signal("shard_finished", workflow.info().workflow_id)
         return self.summary
 
     async def _walk(self, node_id: str | None, route: str | None) -> None:
@@ -110,32 +118,35 @@ class ShardWorkflow:
             return
 
     async def _wait(self, step: Step) -> None:
-        """A durable timer that ends early once no member of the shard can be contacted."""
+        """A durable timer that ends early once no member of the shard can be contacted:
+        checked as the wait begins, a few times during it, and whenever the campaign says
+        answers came in."""
         total = timedelta(seconds=(step.wait_seconds or 0) * self.input.time_scale)
         deadline = workflow.now() + total
         check_every = max(total / 4, timedelta(minutes=1))
-        while not self.cancelled:
-            remaining = deadline - workflow.now()
-            if remaining <= timedelta(0):
-                return
-            try:
-                await workflow.wait_condition(lambda: self.cancelled, timeout=min(check_every, remaining))
-            except asyncio.TimeoutError:
-                pass
-            if self.cancelled or workflow.now() >= deadline:
-                return
+        while not self.cancelled and workflow.now() < deadline:
             active = await workflow.execute_activity_method(
                 CampaignActivities.active_members, self.input.shard,
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
             )
-            if active == 0:
+            remaining = deadline - workflow.now()
+            if active == 0 or remaining <= timedelta(0):
                 return
+            self.answers_arrived = False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(lambda: self.cancelled or self.answers_arrived,
+                                              timeout=min(check_every, remaining))
 
     @workflow.signal
     def pause(self) -> None:
         self.paused = True
         for handle in self.inflight:
             handle.cancel()
+
+    @workflow.signal
+    def recheck(self) -> None:
+        """Customers have answered: a wait looks at once whether anyone is left to contact."""
+        self.answers_arrived = True
 
     @workflow.signal
     def resume(self) -> None:

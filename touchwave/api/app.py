@@ -6,6 +6,9 @@ channel, and the offers a passive channel shows. The offer-view issue extends it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from fastapi import FastAPI, HTTPException, Query
@@ -14,6 +17,7 @@ from sqlalchemy import JSON, DateTime, Engine, bindparam, text
 
 from channel_adapters.outbound import OutboundAdapter
 from touchwave.contacts import NotTargeted, now
+from touchwave.notify import ResponseNotifier
 from touchwave.responses import record_response
 from touchwave.store.models import PASSIVE_CHANNELS, Channel, Outcome
 from touchwave.store.subscribers import normalise_msisdn
@@ -49,8 +53,20 @@ class OfferOut(BaseModel):
     considering: bool
 
 
-def create_app(engine: Engine, outbound: OutboundAdapter | None = None) -> FastAPI:
-    app = FastAPI(title="touchwave", version="1", description="Multi-channel campaign engine")
+def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
+               notifier: ResponseNotifier | None = None) -> FastAPI:
+    """The API; with a `notifier`, campaign workflows hear about answers in batches (its
+    flush loop runs for the app's lifetime)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        flushing = asyncio.create_task(notifier.run()) if notifier else None
+        yield
+        if flushing:
+            flushing.cancel()
+            await asyncio.gather(flushing, return_exceptions=True)
+
+    app = FastAPI(title="touchwave", version="1", description="Multi-channel campaign engine", lifespan=lifespan)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
@@ -68,6 +84,8 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None) -> FastA
                                          outbound=outbound, agent=body.agent, note=body.note)
         except NotTargeted as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        if notifier and completion.recorded:
+            notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
         return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
                            withdrawn_calls=len(completion.queued_calls))
 

@@ -1,0 +1,66 @@
+"""Telling campaign workflows about customers' answers, in batches.
+
+Answers arrive one by one from halls, 10086 and gateways; a campaign workflow wants to
+know (for its progress and to end a wait early once nobody is left to contact) but must
+not get one signal per member. The notifier counts answers per campaign and sends one
+`responses_recorded` signal per campaign per flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from touchwave.campaigns import workflow_id
+
+log = logging.getLogger(__name__)
+
+
+class ResponseNotifier:
+    def __init__(self, client: Client, every_seconds: float = 1.0,
+                 workflow_of: Callable[[int], str] = workflow_id) -> None:
+        self.client = client
+        self.every_seconds = every_seconds
+        self.workflow_of = workflow_of
+        self._pending: dict[int, Counter[str]] = {}
+        self._lock = threading.Lock()  # answers are added from the API's worker threads
+
+    def add(self, campaign_id: int, channel: str, outcome: str) -> None:
+        with self._lock:
+            self._pending.setdefault(campaign_id, Counter())[f"{channel}:{outcome}"] += 1
+
+    async def flush(self) -> int:
+        """Signal every campaign with answers since the last flush; returns how many were told.
+        A campaign whose workflow is gone is dropped; on other errors its counts wait for
+        the next flush."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        told = 0
+        for campaign_id, counts in pending.items():
+            try:
+                await self.client.get_workflow_handle(self.workflow_of(campaign_id)).signal(
+                    "responses_recorded", dict(counts))
+                told += 1
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    continue  # finished or never started: nothing is waiting for these answers
+                log.warning("could not tell the campaign about answers; will retry",
+                            extra={"campaign": campaign_id, "error": exc.message})
+                with self._lock:
+                    self._pending.setdefault(campaign_id, Counter()).update(counts)
+        return told
+
+    async def run(self) -> None:
+        """Flush every `every_seconds` until cancelled, then once more."""
+        try:
+            while True:
+                await asyncio.sleep(self.every_seconds)
+                await self.flush()
+        finally:
+            await asyncio.shield(self.flush())
