@@ -13,7 +13,7 @@ from temporalio import activity
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
 from touchwave import campaigns, contacts
-from touchwave.contacts import Shard
+from touchwave.contacts import Delivery, Shard
 from touchwave.store.models import CampaignStatus, ContactStatus, Script
 
 
@@ -81,6 +81,16 @@ class StatusInput:
     status: str
 
 
+def _count(result: StepResult, deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        if delivery.status == ContactStatus.FAILED:
+            reason = delivery.reason or "failed"
+            result.failed += 1
+            result.reasons[reason] = result.reasons.get(reason, 0) + 1
+        else:
+            result.sent += 1
+
+
 class CampaignActivities:
     def __init__(self, engine: Engine, adapters: Mapping[str, ChannelAdapter], batch_size: int = 1000) -> None:
         self.engine = engine
@@ -104,32 +114,35 @@ class CampaignActivities:
     @activity.defn
     def run_step(self, input: StepInput) -> StepResult:
         """Claim the eligible members of the shard in one statement, then hand them to the
-        channel in batches. Safe to retry: claims and contacts are keyed per member."""
+        channel in batches. Safe to retry: claims and contacts are keyed per member.
+
+        Pause and cancel stop a step between batches, never inside one: the SDK raises
+        cancellation inside a thread wherever it happens to be, which in the middle of a
+        transaction would hand a connection back to the pool half-used.
+        """
         shard = input.shard.shard
         result = StepResult(input.step_id, input.channel)
         if input.window_seconds:
             ends = contacts.now() + timedelta(seconds=input.window_seconds)
-            result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route, ends)
-            contacts.mark_reached(self.engine, shard, input.step_id)
+            with activity.shield_thread_cancel_exception():
+                result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route, ends)
             return result
-        result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
-        contacts.recover_step(self.engine, shard, input.step_id)
         adapter = self.adapters[input.channel]
-        message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
-        last_id = 0
-        while batch := contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, last_id):
-            last_id = batch[-1].contact_id
-            deliveries = adapter.send(batch, message)
-            contacts.record(self.engine, batch, deliveries)
-            for delivery in deliveries:
-                if delivery.status == ContactStatus.FAILED:
-                    result.failed += 1
-                    result.reasons[delivery.reason or "failed"] = result.reasons.get(delivery.reason or "failed", 0) + 1
-                else:
-                    result.sent += 1
-            activity.heartbeat(result.sent + result.failed)
-        contacts.mark_reached(self.engine, shard, input.step_id)
-        return result
+        with activity.shield_thread_cancel_exception():
+            result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+            contacts.recover_step(self.engine, shard, input.step_id)
+            message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
+        after = -1
+        while True:
+            with activity.shield_thread_cancel_exception():
+                batch = contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, after)
+                if not batch:
+                    return result
+                after = batch[-1].subscriber_id
+                deliveries = adapter.send(batch, message)
+                contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
+                _count(result, deliveries)
+                activity.heartbeat(result.sent + result.failed)
 
     def _script_text(self, code: str) -> str:
         with self.engine.connect() as conn:

@@ -99,7 +99,7 @@ class PerCustomerActivities:
             session.add(Contact(campaign_id=s.campaign_id, step_id=s.step, subscriber_id=s.subscriber_id,
                                 channel=s.channel, attempt=1, idempotency_key=key, status="sent"))
         if s.channel in self.adapters:
-            self.adapters[s.channel].send([Outgoing(0, key, s.msisdn)], Message(s.campaign_id, s.step, "o", "text"))
+            self.adapters[s.channel].send([Outgoing(s.subscriber_id, 0, key, s.msisdn)], Message(s.campaign_id, s.step, "o", "text"))
 
 
 @dataclass

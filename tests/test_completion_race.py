@@ -40,12 +40,12 @@ def dispatch(engine, campaign_id: int, step: str, handed: list[str]) -> None:
     shard = Shard(campaign_id)
     contacts.claim(engine, shard, step, "outbound", None)
     contacts.recover_step(engine, shard, step)
-    last_id = 0
-    while batch := contacts.take_batch(engine, shard, step, 25, last_id):
-        last_id = batch[-1].contact_id
+    after = -1
+    while batch := contacts.take_batch(engine, shard, step, 25, after):
+        after = batch[-1].subscriber_id
         handed.extend(c.msisdn for c in batch)
-        contacts.record(engine, batch, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")
-                                        for c in batch])
+        contacts.record(engine, campaign_id, batch, [Delivery(c.idempotency_key, ContactStatus.SENT, f"t{c.contact_id}")
+                                                     for c in batch])
 
 
 def test_no_member_is_contacted_after_their_completion(store):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from touchwave.errors import UserError
 from touchwave.segments.rules import to_clause
 from touchwave.store import Store
+from touchwave.store.db import analyze
 from touchwave.store.models import (
     Campaign,
     CampaignMember,
@@ -74,6 +75,7 @@ def _add_members(session: Session, campaign_id: int, plan: Plan, cohort: int, to
     session.execute(
         insert(CampaignMember).from_select(["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members)
     )
+    analyze(session.connection(), "campaign_members")
     return session.scalar(select(func.count()).where(CampaignMember.campaign_id == campaign_id,
                                                      CampaignMember.cohort == cohort)) or 0
 

@@ -108,22 +108,31 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
         f"FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id WHERE {_IN_SHARD} {_on_route(route)} "
         f"AND m.state IN {_ELIGIBLE_SQL}"
         f"{lock} "
-        "ON CONFLICT (idempotency_key) DO NOTHING"
+        "ON CONFLICT (campaign_id, step_id, subscriber_id, attempt) DO NOTHING"
     ).bindparams(*_when("now", *(["ends"] if window_ends_at else [])))
+    route_param = {"route": route} if route is not None else {}
     with engine.begin() as conn:
-        result = conn.execute(statement, {
-            **shard.params, "step": step_id, "channel": channel, "status": status.value,
+        claimed = conn.execute(statement, {
+            **shard.params, **route_param, "step": step_id, "channel": channel, "status": status.value,
             "key_prefix": f"{shard.campaign_id}:{step_id}:", "key_suffix": ":1", "now": now(),
-            **({"route": route} if route is not None else {}),
             **({"ends": window_ends_at} if window_ends_at else {}),
-        })
-        return result.rowcount
+        }).rowcount
+        if window_ends_at:
+            # an open window reaches every pending member on the route: each has its row now
+            conn.execute(
+                text("UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
+                     "AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
+                     f"{_on_route(route, alias='')} AND state = 'pending'").bindparams(*_when("now")),
+                {**shard.params, **route_param, "now": now()},
+            )
+        return claimed
 
 
 @dataclass(frozen=True, order=True)
 class Outgoing:
-    """A contact handed to a channel adapter."""
+    """A contact handed to a channel adapter (ordered by subscriber: a step's cursor)."""
 
+    subscriber_id: int
     contact_id: int
     idempotency_key: str
     msisdn: str
@@ -155,19 +164,20 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
 _TAKE = text(
     "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
     " SELECT c.id FROM contact_ledger c WHERE c.campaign_id = :campaign AND c.step_id = :step"
-    " AND c.id > :after AND c.status = 'claimed' AND c.subscriber_id BETWEEN :first AND :last"
-    " ORDER BY c.id LIMIT :limit"
-    ") AND status = 'claimed' RETURNING id, idempotency_key, address"
+    " AND c.subscriber_id > :after AND c.subscriber_id <= :last AND c.status = 'claimed'"
+    " ORDER BY c.subscriber_id LIMIT :limit"
+    ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
 ).bindparams(*_when("now"))
 
 
-def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after_id: int = 0) -> list[Outgoing]:
-    """Hand the next `limit` claimed contacts of this step to the channel, in id order
-    (`claimed → sending`, one statement). `after_id` is the last contact id handed out by
-    this attempt: the scan starts there instead of at the beginning of the step."""
+def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after: int = -1) -> list[Outgoing]:
+    """Hand the next `limit` claimed contacts of this step to the channel, in subscriber
+    order (`claimed → sending`, one statement). `after` is the last subscriber handed out
+    by this attempt: the scan of the shard's range starts there, on the ledger's unique
+    (campaign, step, subscriber, attempt) index."""
+    params = {**shard.params, "step": step_id, "limit": limit, "after": max(after, shard.first - 1), "now": now()}
     with engine.begin() as conn:
-        rows = conn.execute(_TAKE, {**shard.params, "step": step_id, "limit": limit, "after": after_id, "now": now()})
-        return sorted(Outgoing(*row) for row in rows)
+        return sorted(Outgoing(*row) for row in conn.execute(_TAKE, params))
 
 
 @dataclass(frozen=True)
@@ -198,31 +208,37 @@ _RECORD = {
 }
 
 
-def record(engine: Engine, batch: Sequence[Outgoing], deliveries: Sequence[Delivery]) -> None:
-    """Store the channel's answers for a batch taken by `take_batch`, in one statement."""
-    ids = {c.idempotency_key: c.contact_id for c in batch}
+# The members a batch reached, by their full key: a plan PostgreSQL cannot get wrong
+# even when its statistics lag behind a bulk claim.
+_MARK_CONTACTED = {
+    "sqlite": text(
+        "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
+        "AND state = 'pending' AND subscriber_id IN (SELECT value FROM json_each(:reached))"
+    ).bindparams(*_when("now")),
+    "postgresql": text(
+        "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
+        "AND state = 'pending' AND subscriber_id = ANY(CAST(:reached AS bigint[]))"
+    ).bindparams(*_when("now")),
+}
+
+
+def record(engine: Engine, campaign_id: int, batch: Sequence[Outgoing], deliveries: Sequence[Delivery]) -> None:
+    """Store the channel's answers for a batch taken by `take_batch` (one statement) and
+    move the members it reached to `contacted` (another)."""
+    taken = {c.idempotency_key: c for c in batch}
     answers = json.dumps([
-        {"id": ids[d.idempotency_key], "status": d.status.value, "external_id": d.external_id, "reason": d.reason}
+        {"id": taken[d.idempotency_key].contact_id, "status": d.status.value, "external_id": d.external_id,
+         "reason": d.reason}
         for d in deliveries
     ])
+    reached = [taken[d.idempotency_key].subscriber_id for d in deliveries
+               if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
+    dialect = engine.dialect.name
     with engine.begin() as conn:
-        conn.execute(_RECORD[engine.dialect.name], {"answers": answers})
-
-
-_MARK_REACHED = text(
-    "UPDATE campaign_members SET state = 'contacted', updated_at = :now "
-    "WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
-    "AND state = 'pending' AND EXISTS ("
-    " SELECT 1 FROM contact_ledger c WHERE c.subscriber_id = campaign_members.subscriber_id"
-    " AND c.campaign_id = :campaign AND c.step_id = :step AND c.status IN ('open', 'sent', 'delivered'))"
-).bindparams(*_when("now"))
-
-
-def mark_reached(engine: Engine, shard: Shard, step_id: str) -> int:
-    """After a step: members it reached (sent, delivered, or an offer window opened) are
-    `contacted`. Once per step, not per batch: the ledger already holds every contact."""
-    with engine.begin() as conn:
-        return conn.execute(_MARK_REACHED, {**shard.params, "step": step_id, "now": now()}).rowcount
+        conn.execute(_RECORD[dialect], {"answers": answers})
+        if reached:
+            conn.execute(_MARK_CONTACTED[dialect], {"campaign": campaign_id, "now": now(),
+                                                    "reached": json.dumps(reached) if dialect == "sqlite" else reached})
 
 
 def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[str, str]) -> None:

@@ -223,15 +223,16 @@ class CampaignMember(Base):
 class Contact(Base):
     """The contact ledger: one row per attempt to reach a member at a step.
 
-    `idempotency_key` is `campaign:step:subscriber:attempt`; its UNIQUE constraint is
-    what makes a retried activity unable to contact anyone twice.
+    The UNIQUE (campaign, step, subscriber, attempt) is what makes a retried activity
+    unable to contact anyone twice, and it serves a shard's scans (a shard is a
+    subscriber-id range). `idempotency_key` is the same four as text,
+    `campaign:step:subscriber:attempt`, for the gateways. Status is in no index on
+    purpose: it changes three times per contact and would rewrite the index each time.
     """
 
     __tablename__ = "contact_ledger"
     __table_args__ = (
-        # a step hands out its contacts in id order; status is in no index on purpose:
-        # it changes three times per contact and would rewrite the index each time
-        Index("ix_contact_ledger_campaign_step", "campaign_id", "step_id", "id"),
+        UniqueConstraint("campaign_id", "step_id", "subscriber_id", "attempt", name="uq_contact_ledger_contact"),
         # the offer view and the contact trail look contacts up by subscriber and channel
         Index("ix_contact_ledger_subscriber_channel", "subscriber_id", "channel"),
     )
@@ -244,7 +245,7 @@ class Contact(Base):
     #: the number (or device) the contact went to, as it was then
     address: Mapped[str | None] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120))
     status: Mapped[ContactStatus] = mapped_column(_enum(ContactStatus, "contact_status"))
     reason: Mapped[str | None] = mapped_column(String(200))
     #: the gateway's message id or the call centre's task id

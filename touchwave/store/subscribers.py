@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, func, select, text
 
 from touchwave.errors import UserError
+from touchwave.store.db import analyze
 from touchwave.store.models import Subscriber
 
 _MSISDN = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
@@ -63,6 +64,7 @@ def bulk_load(engine: Engine, rows: Iterable[SubscriberRow], batch_size: int = 5
             raise UserError(f"the input lists the MSISDN {duplicate} more than once; nothing was loaded")
         conn.execute(_UPSERT_PG if conn.dialect.name == "postgresql" else _UPSERT, {"now": datetime.now(UTC)})
         conn.exec_driver_sql(f"DROP TABLE {STAGE}")
+        analyze(conn, "subscribers")
     return loaded
 
 

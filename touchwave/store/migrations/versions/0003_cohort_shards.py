@@ -1,8 +1,11 @@
 """cohort shards and a lighter contact ledger
 
-Members are read by (campaign, cohort, subscriber-id range). The ledger keeps the address
-each contact went to, and its status is in no index any more: a contact changes status
-three times (claimed → sending → sent), and each change used to rewrite two indexes.
+Members are read by (campaign, cohort, subscriber-id range), and so are contacts: the
+ledger's unique key becomes (campaign, step, subscriber, attempt) as columns, which both
+guards idempotency and serves a shard's range scans; the string key stays for gateways
+(unique by construction) without an index of its own. The ledger keeps the address each
+contact went to, and its status is in no index: a contact changes status three times
+(claimed → sending → sent), and each change used to rewrite two indexes.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,19 +24,21 @@ def upgrade() -> None:
     op.create_index("ix_campaign_members_cohort", "campaign_members", ["campaign_id", "cohort", "subscriber_id"])
     with op.batch_alter_table("contact_ledger") as batch:
         batch.add_column(sa.Column("address", sa.String(length=32), nullable=True))
+        batch.drop_constraint("uq_contact_ledger_idempotency_key", type_="unique")
+        batch.create_unique_constraint("uq_contact_ledger_contact", ["campaign_id", "step_id", "subscriber_id", "attempt"])
         batch.drop_index("ix_contact_ledger_campaign_step_status")
         batch.drop_index("ix_contact_ledger_status_window")
         batch.drop_index("ix_contact_ledger_subscriber_id")
-        batch.create_index("ix_contact_ledger_campaign_step", ["campaign_id", "step_id", "id"])
         batch.create_index("ix_contact_ledger_subscriber_channel", ["subscriber_id", "channel"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("contact_ledger") as batch:
         batch.drop_index("ix_contact_ledger_subscriber_channel")
-        batch.drop_index("ix_contact_ledger_campaign_step")
         batch.create_index("ix_contact_ledger_subscriber_id", ["subscriber_id"])
         batch.create_index("ix_contact_ledger_status_window", ["subscriber_id", "channel", "status"])
         batch.create_index("ix_contact_ledger_campaign_step_status", ["campaign_id", "step_id", "status", "id"])
+        batch.drop_constraint("uq_contact_ledger_contact", type_="unique")
+        batch.create_unique_constraint("uq_contact_ledger_idempotency_key", ["idempotency_key"])
         batch.drop_column("address")
     op.drop_index("ix_campaign_members_cohort", table_name="campaign_members")
