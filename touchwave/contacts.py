@@ -149,8 +149,9 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
             text(
                 "UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
                 "WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' "
-                "AND subscriber_id BETWEEN :first AND :last AND subscriber_id IN (SELECT subscriber_id FROM "
-                f"campaign_members WHERE campaign_id = :campaign AND state IN {_COMPLETED_SQL})"
+                "AND subscriber_id BETWEEN :first AND :last AND EXISTS (SELECT 1 FROM campaign_members m "
+                "WHERE m.campaign_id = :campaign AND m.subscriber_id = contact_ledger.subscriber_id "
+                f"AND m.state IN {_COMPLETED_SQL})"
             ),
             params,
         )
@@ -208,16 +209,15 @@ _RECORD = {
 }
 
 
-# The members a batch reached, by their full key: a plan PostgreSQL cannot get wrong
-# even when its statistics lag behind a bulk claim.
+# The members a batch reached, looked up by primary key (campaign, subscriber).
 _MARK_CONTACTED = {
     "sqlite": text(
         "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
-        "AND state = 'pending' AND subscriber_id IN (SELECT value FROM json_each(:reached))"
+        "AND subscriber_id IN (SELECT value FROM json_each(:reached)) AND state = 'pending'"
     ).bindparams(*_when("now")),
     "postgresql": text(
         "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
-        "AND state = 'pending' AND subscriber_id = ANY(CAST(:reached AS bigint[]))"
+        "AND subscriber_id = ANY(CAST(:reached AS bigint[])) AND state = 'pending'"
     ).bindparams(*_when("now")),
 }
 

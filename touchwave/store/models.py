@@ -205,7 +205,8 @@ class CampaignMember(Base):
 
     __tablename__ = "campaign_members"
     __table_args__ = (
-        Index("ix_campaign_members_campaign_state", "campaign_id", "state"),
+        # no index on state: it changes as members are reached and answer, and planners
+        # chose it over the primary key for per-member updates (walking every pending member)
         # a shard is a subscriber-id range of one cohort
         Index("ix_campaign_members_cohort", "campaign_id", "cohort", "subscriber_id"),
     )
