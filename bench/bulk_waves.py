@@ -24,7 +24,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 from sqlalchemy import func, select, text
 from temporalio import activity, workflow
@@ -45,7 +44,6 @@ from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import Contact, idempotency_key
 from touchwave.store.subscribers import bulk_load, synthetic
 from touchwave.store.templates import upload
-from touchwave.templates.compiler import read_template
 from touchwave.worker import build_worker
 from touchwave.temporal import start_campaign
 
