@@ -93,11 +93,11 @@ class CampaignWorkflow:
             with contextlib.suppress(asyncio.TimeoutError):  # the timeout only paces the rechecks
                 await workflow.wait_condition(self._has_work,
                                               timeout=self._until_recheck() if state.recheck_due else None)
-            if state.cohorts_to_open and not state.cancelled:
+            if self._cohort_to_open():
                 await self._open_cohort(state.cohorts_to_open.pop(0))
-            while state.queued and len(state.running) < input.max_running_shards and not state.cancelled:
+            while self._shard_to_start():
                 await self._start_shard(state.queued.pop(0))
-            if state.recheck_due and self._until_recheck() is None:
+            if self._recheck_now():
                 await self._recheck_shards()
             if self._history_full():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -115,11 +115,18 @@ class CampaignWorkflow:
         return not s.running and (s.cancelled or (not s.cohorts_to_open and not s.queued))
 
     def _has_work(self) -> bool:
-        s = self.state
-        return (self._finished() or bool(s.cohorts_to_open) and not s.cancelled
-                or bool(s.queued) and len(s.running) < self.input.max_running_shards and not s.cancelled
-                or s.recheck_due and self._until_recheck() is None
+        return (self._finished() or self._cohort_to_open() or self._shard_to_start() or self._recheck_now()
                 or self._history_full())
+
+    def _cohort_to_open(self) -> bool:
+        return bool(self.state.cohorts_to_open) and not self.state.cancelled
+
+    def _shard_to_start(self) -> bool:
+        s = self.state
+        return bool(s.queued) and len(s.running) < self.input.max_running_shards and not s.cancelled
+
+    def _recheck_now(self) -> bool:
+        return self.state.recheck_due and self._until_recheck() is None
 
     def _history_full(self) -> bool:
         info = workflow.info()
