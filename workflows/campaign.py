@@ -153,14 +153,22 @@ class CampaignWorkflow:
 
     async def _start_shard(self, ref: ShardRef) -> None:
         shard_id = f"{workflow.info().workflow_id}/cohort-{ref.cohort}/shard-{ref.index}"
+        paused = self.state.paused
         await workflow.start_child_workflow(
             ShardWorkflow.run,
             ShardInput(ref, self.input.plan, self.input.time_scale, parent_id=workflow.info().workflow_id,
-                       heartbeat_seconds=self.input.heartbeat_seconds, paused=self.state.paused),
+                       heartbeat_seconds=self.input.heartbeat_seconds, paused=paused),
             id=shard_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         self.state.running.append(shard_id)
+        # a cancel or pause that arrived while the shard was starting told the running
+        # shards only: this one hears it now
+        shard = workflow.get_external_workflow_handle(shard_id)
+        if self.state.cancelled:
+            await shard.signal(ShardWorkflow.cancel)
+        elif self.state.paused != paused:
+            await shard.signal(ShardWorkflow.pause if self.state.paused else ShardWorkflow.resume)
 
     async def _recheck_shards(self) -> None:
         self.state.recheck_due = False
