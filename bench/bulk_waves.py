@@ -42,7 +42,7 @@ from touchwave.temporal import register_search_attributes
 from touchwave.store import Store, db
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import Contact, idempotency_key
-from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 from touchwave.worker import build_worker
 from touchwave.temporal import start_campaign
@@ -70,7 +70,7 @@ def prepared_store(folder: str, members: int) -> tuple[Store, campaigns.Campaign
     with store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(TEMPLATES_DIR / "catalog" / "offers.json"))
         upload(session, BENCH_TEMPLATE, author="bench")
-    bulk_load(store.engine, synthetic(members, seed=3, today=date(2026, 11, 24)))
+    load_population(store.engine, members, seed=3, today=date(2026, 11, 24))
     return store, campaigns.create(store, BENCH_TEMPLATE["name"], created_by="bench")
 
 

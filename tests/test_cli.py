@@ -131,7 +131,7 @@ def test_show_of_an_unknown_template_is_a_user_error(with_store):
 
 def test_subscribers_synth_and_stats(with_store):
     code, out, _ = with_store("subscribers", "synth", "--count", "1200", "--seed", "3")
-    assert (code, out.strip()) == (0, "1200 synthetic subscribers loaded (seed 3)")
+    assert (code, out.strip()) == (0, "1200 synthetic subscribers loaded with 9 tags each (seed 3, tag snapshot 1)")
     code, out, _ = with_store("subscribers", "stats", "--format", "json")
     stats = json.loads(out)
     assert stats["total"] == 1200 == sum(stats["by_region"].values()) == sum(stats["by_plan"].values())

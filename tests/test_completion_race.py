@@ -18,7 +18,7 @@ from touchwave import campaigns, contacts
 from touchwave.contacts import Delivery, Shard
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import ContactStatus, Outcome
-from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 
 from .conftest import CATALOG_FILE, load_example
@@ -52,7 +52,7 @@ def test_no_member_is_contacted_after_their_completion(store):
     with store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(CATALOG_FILE))
         upload(session, load_example("ringback_tone_download.json"), author="test")
-    bulk_load(store.engine, synthetic(800, seed=9, today=date(2026, 11, 24)))
+    load_population(store.engine, 800, seed=9, today=date(2026, 11, 24))
     rng = random.Random(4)
     races = violations = answered_first = 0
     for _ in range(ROUNDS):

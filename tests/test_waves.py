@@ -21,7 +21,7 @@ from touchwave import campaigns
 from touchwave.responses import record_response
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.store.models import Outcome
-from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 from touchwave.worker import build_worker
 from touchwave.temporal import start_campaign
@@ -36,7 +36,7 @@ def seed(store, template: str = "ringback_tone_download.json", subscribers: int 
     with store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(CATALOG_FILE))
         upload(session, load_example(template), author="test")
-    bulk_load(store.engine, synthetic(subscribers, seed=5, today=date.today()))
+    load_population(store.engine, subscribers, seed=5, today=date.today())
     return campaigns.create(store, load_example(template)["name"], created_by="test")
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Engine, func, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Select, func, insert, literal, select, text, update
 
+from touchwave import contacts
 from touchwave.errors import UserError
-from touchwave.segments.rules import to_clause
+from touchwave.segments import named
+from touchwave.segments.rules import Vocabulary
 from touchwave.store import Store
 from touchwave.store.db import analyze
 from touchwave.store.models import (
@@ -18,7 +19,6 @@ from touchwave.store.models import (
     CampaignStatus,
     FlowchartTemplate,
     MemberState,
-    Subscriber,
     utcnow,
 )
 from touchwave.store.templates import get_template
@@ -46,13 +46,16 @@ def workflow_id(campaign_id: int) -> str:
 
 def create(store: Store, template: str, created_by: str, version: int | None = None, name: str | None = None,
            today: date | None = None) -> CampaignInfo:
-    """Create a campaign and its members (one INSERT … SELECT over the audience rule)."""
+    """Create a campaign and its members (one INSERT … SELECT over the audience).
+
+    A named segment is refreshed first, so the campaign starts from its members as of now
+    and later syncs take in only what changes after."""
+    with store.session() as session:
+        plan = get_template(session, template, version).plan
+    if plan.audience.segment:
+        named.refresh(store.engine, plan.audience.segment, today)
     with store.session.begin() as session:
         stored = get_template(session, template, version)
-        plan = stored.plan
-        if plan.audience.rule is None:
-            raise UserError(f'template "{template}" targets segment "{plan.audience.segment}"; '
-                            "named segments arrive with the segments issue — use an inline rule")
         template_id = session.scalars(
             select(FlowchartTemplate.id).where(FlowchartTemplate.name == stored.name,
                                                FlowchartTemplate.version == stored.version)
@@ -61,46 +64,78 @@ def create(store: Store, template: str, created_by: str, version: int | None = N
                             priority=plan.priority, business_line=plan.business_line, created_by=created_by)
         session.add(campaign)
         session.flush()
-        count = _add_members(session, campaign.id, plan, cohort=0, today=today)
+        count = _add_members(session.connection(), campaign.id, plan, cohort=0, today=today)
         return CampaignInfo(campaign.id, campaign.name, stored.name, stored.version, campaign.status, count, plan)
 
 
-def _add_members(session: Session, campaign_id: int, plan: Plan, cohort: int, today: date | None) -> int:
-    """One INSERT … SELECT: the subscribers the audience selects who are not members yet
-    join as `cohort`. Returns how many joined."""
+def _audience(conn: Connection, plan: Plan, today: date | None) -> Select:
+    """SELECT the ids of the subscribers the campaign targets now: its segment's last
+    refresh, or its inline rule over the current tags."""
+    if plan.audience.segment:
+        return named.members_of(plan.audience.segment)
+    return Vocabulary.load(conn).subscribers(plan.audience.rule or {}, today, path="/audience/rule")
+
+
+def _add_members(conn: Connection, campaign_id: int, plan: Plan, cohort: int, today: date | None) -> int:
+    """One INSERT … SELECT: the audience's subscribers who are not members yet join as
+    `cohort`. Returns how many joined."""
     already = select(CampaignMember.subscriber_id).where(CampaignMember.campaign_id == campaign_id)
+    audience = _audience(conn, plan, today).subquery()
     members = select(
-        literal(campaign_id), Subscriber.id, literal(cohort), literal(MemberState.PENDING.value), literal(utcnow())
-    ).where(to_clause(plan.audience.rule, today), Subscriber.id.not_in(already))
-    session.execute(
+        literal(campaign_id), audience.c[0], literal(cohort), literal(MemberState.PENDING.value), literal(utcnow())
+    ).where(audience.c[0].not_in(already))
+    joined = conn.execute(
         insert(CampaignMember).from_select(["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members)
-    )
-    analyze(session.connection(), "campaign_members")
-    return session.scalar(select(func.count()).where(CampaignMember.campaign_id == campaign_id,
-                                                     CampaignMember.cohort == cohort)) or 0
+        .execution_options(preserve_rowcount=True)  # SQLAlchemy reports -1 for INSERT … SELECT otherwise
+    ).rowcount
+    analyze(conn, "campaign_members")
+    return joined
+
+
+def _let_go(conn: Connection, campaign_id: int, plan: Plan, today: date | None) -> int:
+    """Members still to be contacted who no longer match leave (state `left`): no step
+    claims them again and their claimed or open contacts are withdrawn. Returns how many."""
+    audience = _audience(conn, plan, today).subquery()
+    left = conn.execute(
+        update(CampaignMember)
+        .where(CampaignMember.campaign_id == campaign_id, CampaignMember.state.in_(contacts.ELIGIBLE),
+               CampaignMember.subscriber_id.not_in(select(audience.c[0])))
+        .values(state=MemberState.LEFT, reason="left_audience", updated_at=utcnow())
+    ).rowcount
+    if left:
+        conn.execute(text(
+            "UPDATE contact_ledger SET status = 'withdrawn', reason = 'left_audience' "
+            "WHERE campaign_id = :campaign AND status IN ('claimed', 'open') AND subscriber_id IN "
+            "(SELECT subscriber_id FROM campaign_members WHERE campaign_id = :campaign AND state = 'left')"
+        ), {"campaign": campaign_id})
+    return left
 
 
 @dataclass(frozen=True)
-class Admission:
+class Sync:
+    """What one audience sync changed in a campaign."""
+
     campaign_id: int
+    #: the cohort the joiners form (0 when nobody joined)
     cohort: int
-    members: int
+    joined: int
+    left: int
 
 
-def admit(store: Store, campaign_id: int, today: date | None = None) -> Admission:
-    """Subscribers who match the audience now but did not at launch join a running
-    campaign as its next cohort; the campaign's workflow then runs the plan for them from
-    the first step (signal `cohort_added`). Nobody already a member is added again."""
+def sync(store: Store, campaign_id: int, today: date | None = None) -> Sync:
+    """Subscribers who match the audience now and are not members join a running campaign
+    as its next cohort (its workflow runs the plan for them from the first step once
+    signalled `cohort_added`); members who stopped matching leave if the template says
+    `on_leave: stop`. Nobody already a member is added again, and nobody who left rejoins."""
     info = get(store, campaign_id)
     if info.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
-        raise UserError(f"campaign {campaign_id} is {info.status}: only a running or paused campaign admits members")
-    if info.plan.audience.rule is None:
-        raise UserError(f"campaign {campaign_id} targets a named segment; segments arrive with the segments issue")
-    with store.session.begin() as session:
-        cohort = (session.scalar(select(func.max(CampaignMember.cohort))
-                                 .where(CampaignMember.campaign_id == campaign_id)) or 0) + 1
-        joined = _add_members(session, campaign_id, info.plan, cohort, today)
-    return Admission(campaign_id, cohort, joined)
+        raise UserError(f"campaign {campaign_id} is {info.status}: only a running or paused campaign takes in members")
+    with store.engine.begin() as conn:
+        cohort = (conn.scalar(select(func.max(CampaignMember.cohort))
+                              .where(CampaignMember.campaign_id == campaign_id)) or 0) + 1
+        left = _let_go(conn, campaign_id, info.plan, today) if info.plan.audience.on_leave == "stop" else 0
+        joined = _add_members(conn, campaign_id, info.plan, cohort, today)
+    return Sync(campaign_id, cohort if joined else 0, joined, left)
 
 
 def get(store: Store, campaign_id: int) -> CampaignInfo:

@@ -79,9 +79,11 @@ def cmd_offers_list(args: argparse.Namespace) -> int:
 def cmd_subscribers_synth(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise UserError("--count must be at least 1")
-    store = _store(args)
-    loaded = subscriber_store.bulk_load(store.engine, subscriber_store.synthetic(args.count, seed=args.seed))
-    _out(f"{loaded} synthetic subscribers loaded (seed {args.seed})")
+    from touchwave.segments.synthetic import load_population
+
+    report = load_population(_store(args).engine, args.count, seed=args.seed)
+    _out(f"{args.count} synthetic subscribers loaded with {report.tags} tags each (seed {args.seed}, "
+         f"tag snapshot {report.snapshot_id})")
     return EXIT_OK
 
 
@@ -100,6 +102,121 @@ def cmd_subscribers_stats(args: argparse.Namespace) -> int:
     _out(f"{stats['total']} subscribers")
     for title in ("by_region", "by_plan"):
         _out(f"  {title.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in stats[title].items()))
+    return EXIT_OK
+
+
+# -- tags and segments -------------------------------------------------------------
+
+
+def cmd_tags_catalog(args: argparse.Namespace) -> int:
+    from touchwave.segments.catalog import read_catalog_file, upsert_tags
+
+    specs = read_catalog_file(args.file)
+    upsert_tags(_store(args).engine, specs)
+    _out(f"{args.file}: {len(specs)} tags stored in the catalog")
+    return EXIT_OK
+
+
+def cmd_tags_import(args: argparse.Namespace) -> int:
+    from touchwave.segments.snapshots import import_drop
+
+    report = import_drop(_store(args).engine, args.file)
+    _out(f"{args.file}: {report.rows:,} subscribers × {report.tags} tags imported as snapshot {report.snapshot_id} "
+         f"in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)")
+    if report.unknown_msisdns:
+        _out(f"  {report.unknown_msisdns:,} rows for numbers that are not subscribers were skipped")
+    return EXIT_OK
+
+
+def cmd_tags_list(args: argparse.Namespace) -> int:
+    from touchwave.segments.catalog import read_tags
+    from touchwave.segments.snapshots import current_snapshot
+
+    with _store(args).engine.connect() as conn:
+        catalog, snapshot = read_tags(conn), current_snapshot(conn)
+    _out(f"{len(catalog)} tags; " + (f"current snapshot {snapshot.id}" if snapshot else "no drop imported yet"))
+    for spec in sorted(catalog.values(), key=lambda t: (t.group, t.name)):
+        missing = "" if snapshot and spec.name in snapshot.columns else "  (no values yet)"
+        values = f" [{', '.join(spec.values)}]" if spec.values else ""
+        _out(f"  {spec.group or '-':<14} {spec.name:<24} {spec.type}{values}{missing}")
+    return EXIT_OK
+
+
+def _rule_or_name(argument: str) -> dict | str:
+    """A rule given inline as JSON, in a .json file, or the name of a stored segment."""
+    text = argument.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"the rule is not JSON: {exc.msg} at column {exc.colno}") from None
+    if text.endswith(".json"):
+        try:
+            return json.loads(open(text, encoding="utf-8").read())
+        except FileNotFoundError:
+            raise UserError(f"{text}: no such file") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{text}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    return text
+
+
+def cmd_segment_save(args: argparse.Namespace) -> int:
+    from touchwave.segments import named
+
+    rule = _rule_or_name(args.rule)
+    if not isinstance(rule, dict):
+        raise UserError("give the rule as JSON or a .json file")
+    version, created = named.save(_store(args).engine, args.name, rule, args.author, args.description or "")
+    _out(f"segment {args.name}: " + (f"stored as version {version}" if created else f"unchanged, still version {version}"))
+    return EXIT_OK
+
+
+def cmd_segment_preview(args: argparse.Namespace) -> int:
+    from touchwave.segments import named
+
+    preview = named.preview(_store(args).engine, _rule_or_name(args.rule), sample=args.sample)
+    _out(f"{preview.count:,} subscribers match now")
+    for row in preview.sample:
+        _out("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return EXIT_OK
+
+
+def cmd_segment_refresh(args: argparse.Namespace) -> int:
+    from touchwave.audiences import refresh_segments
+    from touchwave.segments import named
+
+    store = _store(args)
+    refreshes = [named.refresh(store.engine, name) for name in args.names] if args.names else refresh_segments(store)
+    if not refreshes:
+        _out("no live campaign targets a named segment; name the segments to refresh")
+    for r in refreshes:
+        _out(f"segment {r.segment} v{r.version}: {r.members:,} members, +{r.joined:,} joined, -{r.left:,} left "
+             f"({r.seconds:.2f} s)")
+    return EXIT_OK
+
+
+def cmd_segment_list(args: argparse.Namespace) -> int:
+    from touchwave.segments import named
+
+    segments = named.list_segments(_store(args).engine)
+    if not segments:
+        _out("no segments saved yet")
+    for s in segments:
+        members = "never refreshed" if s["members"] is None else \
+            f"{s['members']:,} members at {s['refreshed_at']:%Y-%m-%d %H:%M}"
+        _out(f"{s['name']:<30} v{s['version']:<3} {s['author']:<12} {members}")
+    return EXIT_OK
+
+
+def cmd_segment_show(args: argparse.Namespace) -> int:
+    from touchwave.segments import named
+
+    with _store(args).engine.connect() as conn:
+        segment = named.get(conn, args.name, args.version)
+    _out(f"segment {segment.name} v{segment.version} by {segment.author} at {segment.created_at:%Y-%m-%d %H:%M}")
+    if segment.description:
+        _out(f"  {segment.description}")
+    _out(json.dumps(segment.rule, ensure_ascii=False, indent=2))
     return EXIT_OK
 
 
@@ -240,22 +357,21 @@ def cmd_campaign_signal(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_campaign_admit(args: argparse.Namespace) -> int:
-    """Subscribers matching the audience now who were not members join as a new cohort."""
+def cmd_campaign_sync(args: argparse.Namespace) -> int:
+    """Subscribers matching the audience now join as a new cohort; leavers stop (on_leave)."""
     from touchwave import campaigns
-    from workflows.campaign import CampaignWorkflow
+    from touchwave.audiences import tell_workflow
 
     settings = Settings.from_env(args.database_url)
-    admission = campaigns.admit(_store(args), args.id)
-    if admission.members:
+    synced = campaigns.sync(_store(args), args.id)
+    if synced.joined:
         async def send() -> None:
-            client = await _temporal(settings)
-            handle = client.get_workflow_handle(campaigns.workflow_id(admission.campaign_id))
-            await handle.signal(CampaignWorkflow.cohort_added, admission.cohort)
+            await tell_workflow(await _temporal(settings), synced)
 
         asyncio.run(send())
-    _out(f"campaign {admission.campaign_id}: {admission.members} new member(s)"
-         + (f" in cohort {admission.cohort}, starting from the first step" if admission.members else ""))
+    _out(f"campaign {synced.campaign_id}: {synced.joined} new member(s)"
+         + (f" in cohort {synced.cohort}, starting from the first step" if synced.joined else "")
+         + f", {synced.left} left the audience")
     return EXIT_OK
 
 
@@ -382,13 +498,39 @@ def build_parser() -> argparse.ArgumentParser:
     command(offers, "list", cmd_offers_list, "list offers with their scripts per channel")
 
     subs = group("subscribers", "subscribers")
-    p = command(subs, "synth", cmd_subscribers_synth, "load synthetic subscribers (for demos and benchmarks)")
+    p = command(subs, "synth", cmd_subscribers_synth,
+                "load synthetic subscribers and their tags (the demo tag catalog), for demos and benchmarks")
     p.add_argument("--count", type=_positive_int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p = command(subs, "load", cmd_subscribers_load, "load subscribers from a CSV (msisdn, region, plan, attributes…)")
     p.add_argument("file")
     p = command(subs, "stats", cmd_subscribers_stats, "count subscribers by region and plan")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    tags = group("tags", "the big-data platform's tags: catalog and daily drops")
+    p = command(tags, "catalog", cmd_tags_catalog, "create or update tags from a catalog JSON file")
+    p.add_argument("file")
+    p = command(tags, "import", cmd_tags_import,
+                "import a drop (CSV or CSV.gz: msisdn + one column per catalog tag) as the current tags")
+    p.add_argument("file")
+    command(tags, "list", cmd_tags_list, "the tag catalog and the current snapshot")
+
+    segs = group("segment", "named segments: rules over subscriber fields and tags")
+    p = command(segs, "save", cmd_segment_save, "store a rule as a segment's next version")
+    p.add_argument("name")
+    p.add_argument("rule", help="the rule as JSON or a .json file")
+    p.add_argument("--description")
+    p.add_argument("--author", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    p = command(segs, "preview", cmd_segment_preview, "count and sample who a rule or a segment selects now")
+    p.add_argument("rule", metavar="RULE|NAME", help="a rule as JSON or a .json file, or a segment's name")
+    p.add_argument("--sample", type=_positive_int, default=10)
+    p = command(segs, "refresh", cmd_segment_refresh,
+                "recompute segments (default: those live campaigns target) and record who joined and left")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    command(segs, "list", cmd_segment_list, "segments with their latest version and last refresh")
+    p = command(segs, "show", cmd_segment_show, "a segment's rule")
+    p.add_argument("name")
+    p.add_argument("--version", type=_positive_int)
 
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")
@@ -414,8 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume", "cancel"):
         p = command(camp, name, cmd_campaign_signal, f"{name} a running campaign")
         p.add_argument("id", type=_positive_int)
-    p = command(camp, "admit", cmd_campaign_admit,
-                "add subscribers who match the audience now as a new cohort of a running campaign")
+    p = command(camp, "sync", cmd_campaign_sync,
+                "take in subscribers who match the audience now (a new cohort) and let go of those who left")
     p.add_argument("id", type=_positive_int)
 
     p = groups.add_parser("respond", help="record a customer's answer (accepted/declined end the campaign for them)")

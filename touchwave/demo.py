@@ -14,7 +14,7 @@ from touchwave import campaigns
 from touchwave.config import TEMPLATES_DIR, Settings
 from touchwave.stack import Stack
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
-from touchwave.store.subscribers import bulk_load, synthetic
+from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 from touchwave.templates.compiler import read_template
 from touchwave.funnel import funnel_text
@@ -42,8 +42,9 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
             for path in sorted(TEMPLATES_DIR.glob("*.json")):
                 upload(session, read_template(path), author="demo", source=str(path))
         started = time.perf_counter()
-        bulk_load(store.engine, synthetic(subscribers, seed=7))
-        _say(f"loaded {subscribers:,} synthetic subscribers in {time.perf_counter() - started:.1f} s; "
+        tags = load_population(store.engine, subscribers, seed=7)
+        _say(f"loaded {subscribers:,} synthetic subscribers and imported their {tags.tags} tags "
+             f"in {time.perf_counter() - started:.1f} s; "
              "uploaded the offer catalog and every template")
         campaign = campaigns.create(store, TEMPLATE, created_by="demo")
         _say(f"campaign {campaign.id} «{campaign.plan.title}»: {campaign.members:,} members "

@@ -51,7 +51,6 @@ class ShardWorkflow:
         self.paused = input.paused
         self.cancelled = False
         self.answers_arrived = False
-        self.inflight: set[workflow.ActivityHandle] = set()
         self.summary = ShardSummary()
         self.position: dict[str, str] = {}
 
@@ -101,7 +100,13 @@ class ShardWorkflow:
                 retry_policy=STEP_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            self.inflight.add(handle)
+            # cancel only once this activation holds no result for the activity: a cancel
+            # requested in the same activation as its completion names an activity the
+            # server has closed, fails the workflow task (ACTIVITY_UNKNOWN), and the retry
+            # replays the same race — the shard never closed
+            await workflow.wait_condition(lambda: handle.done() or self.paused or self.cancelled)
+            if not handle.done():
+                handle.cancel()
             try:
                 result = await handle
             except ActivityError as error:
@@ -109,8 +114,6 @@ class ShardWorkflow:
                     raise
                 await workflow.wait_condition(lambda: not self.paused or self.cancelled)
                 continue
-            finally:
-                self.inflight.discard(handle)
             self.summary.steps.append(result)
             if self.input.parent_id:
                 parent = workflow.get_external_workflow_handle(self.input.parent_id)
@@ -140,8 +143,6 @@ class ShardWorkflow:
     @workflow.signal
     def pause(self) -> None:
         self.paused = True
-        for handle in self.inflight:
-            handle.cancel()
 
     @workflow.signal
     def recheck(self) -> None:
@@ -155,8 +156,6 @@ class ShardWorkflow:
     @workflow.signal
     def cancel(self) -> None:
         self.cancelled = True
-        for handle in self.inflight:
-            handle.cancel()
 
     @workflow.query
     def where(self) -> dict[str, str]:

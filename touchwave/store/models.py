@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -270,6 +271,111 @@ class Response(Base):
     agent: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagType(enum.StrEnum):
+    NUMBER = "number"
+    TEXT = "text"
+    ENUM = "enum"
+    BOOL = "bool"
+    DATE = "date"
+
+
+class Tag(Base):
+    """One tag of the big-data platform's catalog: the contract its daily drop keeps."""
+
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    type: Mapped[TagType] = mapped_column(_enum(TagType, "tag_type"))
+    group: Mapped[str] = mapped_column("group_name", String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    #: enum tags: the allowed values
+    values: Mapped[list[str] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagSnapshotStatus(enum.StrEnum):
+    LOADING = "loading"
+    CURRENT = "current"
+    PREVIOUS = "previous"
+
+
+class TagSnapshot(Base):
+    """One imported drop: its values live in a table of their own, `tag_snapshot_<id>`,
+    one typed column per tag. The import swaps `current` in one short transaction."""
+
+    __tablename__ = "tag_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[TagSnapshotStatus] = mapped_column(_enum(TagSnapshotStatus, "tag_snapshot_status"))
+    #: tag name → type, as the snapshot's table has them
+    columns: Mapped[dict[str, Any]] = mapped_column()
+    source: Mapped[str] = mapped_column(String(500))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: rows for numbers that are not (yet) subscribers
+    unknown_msisdns: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    @property
+    def table_name(self) -> str:
+        return f"tag_snapshot_{self.id}"
+
+
+class Segment(Base):
+    """A named audience; its rule is versioned, its membership is the last refresh's."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SegmentVersion(Base):
+    __tablename__ = "segment_versions"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[dict[str, Any]] = mapped_column()
+    description: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SegmentMember(Base):
+    __tablename__ = "segment_members"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+class SegmentRefresh(Base):
+    """One recomputation of a segment: which rule version, which tag snapshot, the diff."""
+
+    __tablename__ = "segment_refreshes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    snapshot_id: Mapped[int | None] = mapped_column(Integer)
+    members: Mapped[int] = mapped_column(Integer)
+    joined: Mapped[int] = mapped_column(Integer)
+    left: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SegmentChange(Base):
+    """Who joined and who left a segment at one refresh."""
+
+    __tablename__ = "segment_changes"
+
+    refresh_id: Mapped[int] = mapped_column(ForeignKey("segment_refreshes.id"), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    change: Mapped[str] = mapped_column(String(8))
 
 
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:

@@ -405,6 +405,7 @@ class _Graph:
             audience=Audience(
                 segment=audience.get("segment"),
                 rule_json=canonical_json(audience["rule"]) if "rule" in audience else None,
+                on_leave=audience.get("on_leave", "stop"),
             ),
             control_share=float(doc.get("control_share", 0)),
             entry=self.entry or "",

@@ -59,6 +59,8 @@ class Audience:
 
     segment: str | None = None
     rule_json: str | None = None
+    #: members who stop matching while the campaign runs: "stop" (no more contact) or "finish"
+    on_leave: str = "stop"
 
     @property
     def rule(self) -> dict[str, Any] | None:

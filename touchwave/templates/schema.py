@@ -81,7 +81,7 @@ def _problem(error: ValidationError) -> Problem:
         return Problem(pointer(*path), "must not be empty")
     if kind == "uniqueItems":
         return Problem(pointer(*path), "lists the same value twice")
-    if kind in ("minProperties", "maxProperties") and "audience" in path[-1:]:
+    if kind == "oneOf" and path[-1:] == ["audience"]:
         return Problem(pointer(*path), 'give exactly one of "segment" or "rule"')
     if kind in ("oneOf", "minProperties", "maxProperties") and path and _inside_rule(path):
         return Problem(

@@ -1,0 +1,58 @@
+"""The jobs Airflow schedules, as plain functions of touchwave's settings.
+
+The DAG files in `dags/` stay thin: they resolve where things are (Airflow Variables
+override touchwave's settings) and call these. Results are plain dicts for XCom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from touchwave.audiences import refresh_segments, sync_campaigns
+from touchwave.config import Settings
+from touchwave.segments.snapshots import import_drop
+from touchwave.store import Store
+
+
+def drop_for(folder: str | Path, day: date) -> Path | None:
+    """The day's drop in `folder`: tags_YYYYMMDD.csv.gz, or .csv; None while it has not arrived."""
+    for name in (f"tags_{day:%Y%m%d}.csv.gz", f"tags_{day:%Y%m%d}.csv"):
+        path = Path(folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def import_tags(settings: Settings, path: str | Path) -> dict[str, Any]:
+    store = Store.open(settings.database_url)
+    try:
+        report = import_drop(store.engine, path)
+    finally:
+        store.close()
+    return {**dataclasses.asdict(report), "rows_per_second": round(report.rows_per_second)}
+
+
+def refresh(settings: Settings, today: date | None = None) -> list[dict[str, Any]]:
+    store = Store.open(settings.database_url)
+    try:
+        return [dataclasses.asdict(r) for r in refresh_segments(store, today)]
+    finally:
+        store.close()
+
+
+def sync(settings: Settings, today: date | None = None) -> list[dict[str, Any]]:
+    async def run(store: Store) -> list[dict[str, Any]]:
+        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        return [dataclasses.asdict(s) for s in await sync_campaigns(store, client, today)]
+
+    store = Store.open(settings.database_url)
+    try:
+        return asyncio.run(run(store))
+    finally:
+        store.close()
