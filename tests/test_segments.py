@@ -93,6 +93,21 @@ def test_relative_dates_count_from_today(tagged):
     assert count({"not": {"field": "arpu", "op": "lt", "value": 100}}) == 1  # a missing ARPU is unknown
 
 
+def test_relative_dates_include_their_boundary_days(tagged):
+    # subscriber 3's contract ends 2026-11-30: 5 days after TODAY
+    def selects(op, days):
+        return named.preview(tagged.engine, {"field": "contract_end", "op": op, "value": days}, today=TODAY).count
+
+    assert (selects("within_days", 5), selects("within_days", 4)) == (1, 0)
+    later = date(2026, 12, 5)  # 5 days after 11-30
+    assert named.preview(tagged.engine, {"field": "contract_end", "op": "within_last_days", "value": 5},
+                         today=later).count == 1
+    assert named.preview(tagged.engine, {"field": "contract_end", "op": "more_than_days_ago", "value": 5},
+                         today=later).count == 0
+    assert named.preview(tagged.engine, {"field": "contract_end", "op": "more_than_days_ago", "value": 4},
+                         today=later).count == 1
+
+
 def test_segments_are_versioned_and_an_unchanged_rule_is_not_a_new_version(tagged):
     assert named.save(tagged.engine, "gold", GOLD_OR_RICH, "ana") == (1, True)
     assert named.save(tagged.engine, "gold", GOLD_OR_RICH, "bo") == (1, False)
