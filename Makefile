@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # pip warns about this machine's unused local indexes; keep the output readable
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench airflow clean
 
 install: $(STAMP)
 
@@ -34,6 +34,19 @@ demo: install
 bench: install
 	$(PY) bench/load_subscribers.py
 	$(PY) bench/bulk_waves.py
+	$(PY) bench/segments.py
+
+# Airflow standalone (its metadata DB in SQLite under var/airflow) with dags/ as its DAGs
+# folder, running against the same touchwave store and Temporal as `touchwave dev`.
+AIRFLOW_ENV := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False AIRFLOW__API__PORT=$${AIRFLOW_PORT:-8080} \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True TOUCHWAVE_VAR_DIR=$${TOUCHWAVE_VAR_DIR:-$(CURDIR)/var}
+
+airflow: install
+	@mkdir -p var/airflow var/tag_drops
+	@echo "== Airflow UI at http://127.0.0.1:$${AIRFLOW_PORT:-8080} (local admin, no sign-in); DAGs from dags/;"
+	@echo "   the day's tag drop goes to var/tag_drops/tags_YYYYMMDD.csv[.gz]; Ctrl-C stops Airflow"
+	$(AIRFLOW_ENV) $(VENV)/bin/airflow standalone
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
