@@ -79,11 +79,13 @@ def _audience(conn: Connection, plan: Plan, today: date | None) -> Select:
 def _add_members(conn: Connection, campaign_id: int, plan: Plan, cohort: int, today: date | None) -> int:
     """One INSERT … SELECT: the audience's subscribers who are not members yet join as
     `cohort`. Returns how many joined."""
-    already = select(CampaignMember.subscriber_id).where(CampaignMember.campaign_id == campaign_id)
     audience = _audience(conn, plan, today).subquery()
+    member = CampaignMember.__table__.alias("already")
+    # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a million ids as a subplan per row
+    already = select(1).where(member.c.campaign_id == campaign_id, member.c.subscriber_id == audience.c[0]).exists()
     members = select(
         literal(campaign_id), audience.c[0], literal(cohort), literal(MemberState.PENDING.value), literal(utcnow())
-    ).where(audience.c[0].not_in(already))
+    ).where(~already)
     joined = conn.execute(
         insert(CampaignMember).from_select(["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members)
         .execution_options(preserve_rowcount=True)  # SQLAlchemy reports -1 for INSERT … SELECT otherwise
@@ -99,7 +101,7 @@ def _let_go(conn: Connection, campaign_id: int, plan: Plan, today: date | None) 
     left = conn.execute(
         update(CampaignMember)
         .where(CampaignMember.campaign_id == campaign_id, CampaignMember.state.in_(contacts.ELIGIBLE),
-               CampaignMember.subscriber_id.not_in(select(audience.c[0])))
+               ~select(1).where(audience.c[0] == CampaignMember.subscriber_id).exists())
         .values(state=MemberState.LEFT, reason="left_audience", updated_at=utcnow())
     ).rowcount
     if left:
