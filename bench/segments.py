@@ -32,7 +32,7 @@ from sqlalchemy import Engine, select, text
 
 from touchwave.segments import named
 from touchwave.segments.catalog import TagSpec, upsert_tags
-from touchwave.segments.rules import Vocabulary, to_clause
+from touchwave.segments.rules import Vocabulary
 from touchwave.segments.snapshots import current_snapshot, import_drop
 from touchwave.store import Store, db
 from touchwave.store.models import TagType

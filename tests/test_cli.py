@@ -172,3 +172,32 @@ def test_the_installed_command_runs():
                             env={"PATH": "/usr/bin:/bin", "TOUCHWAVE_VAR_DIR": "/nonexistent/var"})
     assert result.returncode == 0, result.stderr
     assert "ringback-tone-download" in result.stdout
+
+
+def test_tags_and_segments_from_the_command_line(with_store, tmp_path):
+    catalog = tmp_path / "tags.json"
+    catalog.write_text(json.dumps({"tags": [{"name": "arpu", "type": "number"}, {"name": "vip", "type": "bool"}]}))
+    assert with_store("subscribers", "load", str(write_csv(tmp_path)))[0] == 0
+    assert with_store("tags", "catalog", str(catalog))[1].strip().endswith("2 tags stored in the catalog")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("msisdn,arpu,vip\n13800000001,12,true\n13800000002,lots,false\n")
+    code, _, err = with_store("tags", "import", str(bad))
+    assert code == 2 and "line 3, column arpu: 'lots' is not a number" in err and "Traceback" not in err
+    good = tmp_path / "good.csv"
+    good.write_text("msisdn,arpu,vip\n13800000001,12,true\n13800000002,80,false\n")
+    code, out, _ = with_store("tags", "import", str(good))
+    assert code == 0 and "2 subscribers × 2 tags imported as snapshot" in out
+    rule = '{"field": "arpu", "op": "ge", "value": 50}'
+    code, out, _ = with_store("segment", "preview", rule)
+    assert code == 0 and out.splitlines()[0] == "1 subscribers match now" and "138****0002" in out
+    assert with_store("segment", "save", "rich", rule)[1].strip() == "segment rich: stored as version 1"
+    code, out, _ = with_store("segment", "refresh", "rich")
+    assert code == 0 and "segment rich v1: 1 members, +1 joined, -0 left" in out
+    code, _, err = with_store("segment", "preview", '{"field": "arpu", "op": "ge", "value": "lots"}')
+    assert code == 2 and "/value: 'lots' is not a number" in err
+
+
+def write_csv(folder: Path) -> Path:
+    path = folder / "subscribers.csv"
+    path.write_text("msisdn,region,plan\n13800000001,南京,4G-58\n13800000002,无锡,4G-96\n", encoding="utf-8")
+    return path

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from touchwave import logs
 from touchwave.config import Settings
 from touchwave.errors import UserError
+from touchwave.jsonfile import read_json
 from touchwave.store import Store
 from touchwave.store import catalog as catalog_store
 from touchwave.store import db
@@ -151,12 +152,7 @@ def _rule_or_name(argument: str) -> dict | str:
         except json.JSONDecodeError as exc:
             raise UserError(f"the rule is not JSON: {exc.msg} at column {exc.colno}") from None
     if text.endswith(".json"):
-        try:
-            return json.loads(open(text, encoding="utf-8").read())
-        except FileNotFoundError:
-            raise UserError(f"{text}: no such file") from None
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{text}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        return read_json(text)
     return text
 
 

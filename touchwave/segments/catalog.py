@@ -8,7 +8,6 @@ Tag names become column names of the snapshot tables, hence the strict spelling.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from touchwave.errors import UserError
+from touchwave.jsonfile import read_json
 from touchwave.store.models import Tag, TagType, utcnow
 
 TAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -71,13 +71,7 @@ def parse_catalog(document: Any, source: str = "catalog") -> list[TagSpec]:
 
 
 def read_catalog_file(path: str | Path) -> list[TagSpec]:
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    return parse_catalog(document, str(path))
+    return parse_catalog(read_json(path), str(path))
 
 
 def upsert_tags(engine: Engine, specs: list[TagSpec]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchwave.errors import UserError
+from touchwave.jsonfile import read_json
 from touchwave.store.models import Channel, Offer, Script
 from touchwave.templates.compiler import Catalog, ScriptRef
 
@@ -40,12 +40,7 @@ class CatalogFile(BaseModel):
 
 
 def read_catalog_file(path: str | Path) -> CatalogFile:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    data = read_json(path)
     try:
         catalog = CatalogFile.model_validate(data)
     except ValidationError as exc:
