@@ -133,6 +133,18 @@ def test_a_refresh_records_who_joined_and_who_left(tagged):
     assert named.refresh(tagged.engine, "gold", TODAY).joined == 0
 
 
+def test_only_the_latest_refreshes_keep_their_lists_of_joiners_and_leavers(tagged, monkeypatch):
+    monkeypatch.setattr(named, "KEEP_CHANGES", 2)
+    named.save(tagged.engine, "gold", GOLD_OR_RICH, "ana")
+    first = named.refresh(tagged.engine, "gold", TODAY)
+    assert len(named.changes(tagged.engine, first.refresh_id)["joined"]) == first.joined == 2
+    named.refresh(tagged.engine, "gold", TODAY)
+    assert len(named.changes(tagged.engine, first.refresh_id)["joined"]) == 2  # one of the latest two
+    named.refresh(tagged.engine, "gold", TODAY)
+    assert named.changes(tagged.engine, first.refresh_id) == {"joined": [], "left": []}
+    assert named.list_segments(tagged.engine)[0]["members"] == 2
+
+
 def subscriber_ids(store) -> dict[str, int]:
     with store.engine.connect() as conn:
         return dict(conn.execute(text("SELECT msisdn, id FROM subscribers")).all())

@@ -46,6 +46,8 @@ from touchwave.store.models import (
 
 #: campaigns in these states keep their segments refreshed
 LIVE = (CampaignStatus.APPROVED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+#: refreshes whose join/leave lists are kept per segment (a cold refresh lists every member)
+KEEP_CHANGES = 30
 _NEW = Table("tw_segment_new", MetaData(), Column("subscriber_id", BigInteger, primary_key=True),
              prefixes=["TEMPORARY"])
 
@@ -174,6 +176,11 @@ def refresh(engine: Engine, name: str, today: date | None = None) -> Refresh:
         seconds = time.perf_counter() - started
         conn.execute(update(SegmentRefresh).where(SegmentRefresh.id == refresh_id)
                      .values(joined=joined, left=left, seconds=seconds))
+        conn.execute(text(
+            "DELETE FROM segment_changes WHERE refresh_id IN (SELECT id FROM segment_refreshes "
+            "WHERE segment_id = :segment AND id NOT IN (SELECT id FROM segment_refreshes "
+            "WHERE segment_id = :segment ORDER BY id DESC LIMIT :keep))"
+        ), {**keys, "keep": KEEP_CHANGES})
         if joined or left:
             analyze(conn, "segment_members")
     return Refresh(name, segment.version, refresh_id, members, joined, left, seconds)
