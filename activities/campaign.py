@@ -125,11 +125,14 @@ class CampaignActivities:
         if input.window_seconds:
             ends = contacts.now() + timedelta(seconds=input.window_seconds)
             with activity.shield_thread_cancel_exception():
-                result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route, ends)
+                result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
+                                                ends).claimed
             return result
         adapter = self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
-            result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+            claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+            result.claimed = claimed.claimed
+            result.reasons.update(claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
             message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
         after = -1

@@ -201,3 +201,19 @@ def write_csv(folder: Path) -> Path:
     path = folder / "subscribers.csv"
     path.write_text("msisdn,region,plan\n13800000001,南京,4G-58\n13800000002,无锡,4G-96\n", encoding="utf-8")
     return path
+
+
+def test_do_not_disturb_from_the_command_line(with_store, tmp_path):
+    code, out, _ = with_store("dnd", "add", "13800000001", "--scope", "channel:sms", "--source", "complaint",
+                              "--expires", "2027-01-31", "--note", "投诉")
+    assert code == 0 and out.strip() == "13800000001: do not disturb at channel:sms (complaint) until 2027-01-31 23:59 UTC"
+    code, _, err = with_store("dnd", "add", "13800000001", "--scope", "channel:fax", "--source", "complaint")
+    assert code == 2 and "'channel:fax' is not a do-not-disturb scope" in err
+    listing = tmp_path / "regulator.csv"
+    listing.write_text("msisdn,scope,source\n13800000002,global,regulator\n13800000003,global,regulator\n")
+    assert with_store("dnd", "import", str(listing))[1].strip() == f"{listing}: 2 do-not-disturb entries stored"
+    code, out, _ = with_store("dnd", "show", "13800000001")
+    assert code == 0 and "channel:sms" in out and "complaint" in out and "投诉" in out
+    assert with_store("dnd", "remove", "13800000001", "--scope", "channel:sms")[0] == 0
+    code, _, err = with_store("dnd", "remove", "13800000001", "--scope", "channel:sms")
+    assert code == 2 and "no do-not-disturb entry" in err

@@ -216,6 +216,53 @@ def cmd_segment_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- do-not-disturb ----------------------------------------------------------------
+
+
+def cmd_dnd_add(args: argparse.Namespace) -> int:
+    from touchwave.policy import dnd
+
+    entry = dnd.entry(args.msisdn, args.scope, args.source, args.note, args.expires)
+    dnd.add(_store(args).engine, [entry], args.author)
+    until = f" until {entry.expires_at:%Y-%m-%d %H:%M} UTC" if entry.expires_at else ""
+    _out(f"{entry.msisdn}: do not disturb at {entry.scope} ({entry.source}){until}")
+    return EXIT_OK
+
+
+def cmd_dnd_import(args: argparse.Namespace) -> int:
+    from touchwave.policy import dnd
+
+    stored = dnd.add(_store(args).engine, dnd.read_csv(args.file), args.author)
+    _out(f"{args.file}: {stored} do-not-disturb entries stored")
+    return EXIT_OK
+
+
+def cmd_dnd_remove(args: argparse.Namespace) -> int:
+    from touchwave.policy import dnd
+
+    if not dnd.remove(_store(args).engine, args.msisdn, args.scope):
+        raise UserError(f"no do-not-disturb entry for {args.msisdn} at {args.scope}")
+    _out(f"{args.msisdn}: entry at {args.scope} removed")
+    return EXIT_OK
+
+
+def cmd_dnd_show(args: argparse.Namespace) -> int:
+    from touchwave.policy import dnd
+    from touchwave.store.subscribers import normalise_msisdn
+
+    msisdn = normalise_msisdn(args.msisdn)
+    if msisdn is None:
+        raise UserError(f"{args.msisdn!r} is not a mainland mobile number")
+    with _store(args).engine.connect() as conn:
+        entries = dnd.entries_for(conn, msisdn)
+    if not entries:
+        _out(f"{msisdn}: no do-not-disturb entry")
+    for e in entries:
+        until = f"until {e.expires_at:%Y-%m-%d %H:%M}" if e.expires_at else "until removed"
+        _out(f"{e.msisdn}  {e.scope:<28} {e.source:<17} {until}" + (f"  {e.note}" if e.note else ""))
+    return EXIT_OK
+
+
 # -- templates -----------------------------------------------------------------------
 
 
@@ -527,6 +574,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(segs, "show", cmd_segment_show, "a segment's rule")
     p.add_argument("name")
     p.add_argument("--version", type=_positive_int)
+
+    dnds = group("dnd", "do-not-disturb entries: global, per channel, per business line")
+    p = command(dnds, "add", cmd_dnd_add, "add or update an entry (active channels stop contacting the number)")
+    p.add_argument("msisdn")
+    p.add_argument("--scope", default="global", help="global (default), channel:<channel> or business_line:<line>")
+    p.add_argument("--source", required=True, choices=("customer_request", "complaint", "regulator", "bounced"))
+    p.add_argument("--expires", help="YYYY-MM-DD (end of that day, UTC) or an ISO timestamp; none: until removed")
+    p.add_argument("--note")
+    p.add_argument("--author", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    p = command(dnds, "import", cmd_dnd_import, "add entries from a CSV: msisdn, scope, source[, expires_at, note]")
+    p.add_argument("file")
+    p.add_argument("--author", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    p = command(dnds, "remove", cmd_dnd_remove, "remove the entry of a number at a scope")
+    p.add_argument("msisdn")
+    p.add_argument("--scope", default="global")
+    p = command(dnds, "show", cmd_dnd_show, "a number's entries, expired ones included")
+    p.add_argument("msisdn")
 
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Engine, bindparam, text
 
 from touchwave.errors import UserError
+from touchwave.policy import dnd as dnd_policy
 from touchwave.store.models import ContactStatus, MemberState, Outcome
 
 ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
@@ -88,35 +89,57 @@ def cohort_boundaries(engine: Engine, campaign_id: int, cohort: int, shard_size:
         return conn.execute(_COHORT_SIZE, params).scalar_one(), starts
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim wrote: contacts to make (or windows opened), and members suppressed by reason."""
+
+    claimed: int
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+
+def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: str) -> str:
+    return (
+        "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, address, attempt, idempotency_key,"
+        " status, reason, at, window_ends_at) "
+        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, 1,"
+        f" :key_prefix || CAST(m.subscriber_id AS TEXT) || :key_suffix, {status}, :now, {ends} "
+        "FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id JOIN campaigns k ON k.id = m.campaign_id "
+        f"WHERE {_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL}{condition}"
+        f"{lock} "
+        "ON CONFLICT (campaign_id, step_id, subscriber_id, attempt) DO NOTHING"
+    )
+
+
 def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str | None,
-          window_ends_at: datetime | None = None) -> int:
+          window_ends_at: datetime | None = None) -> Claimed:
     """Write a ledger row for every member of `shard` still eligible for `step_id`.
 
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
     left), on this route, and not already claimed at this step (the idempotency key).
-    Passive channels get `open` rows that show the offer until `window_ends_at`.
-    Returns how many members were claimed by this call.
+    Passive channels get `open` rows that show the offer until `window_ends_at`. Active
+    channels first write `suppressed` rows (reason `dnd`) for members a do-not-disturb
+    entry covers, in the same transaction: the claim proper then skips them as already
+    keyed, and no batch ever takes them.
     """
-    status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
-    statement = text(
-        "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, address, attempt, idempotency_key,"
-        " status, at, window_ends_at) "
-        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, 1,"
-        f" :key_prefix || CAST(m.subscriber_id AS TEXT) || :key_suffix, :status, :now, {ends} "
-        f"FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id WHERE {_IN_SHARD} {_on_route(route)} "
-        f"AND m.state IN {_ELIGIBLE_SQL}"
-        f"{lock} "
-        "ON CONFLICT (campaign_id, step_id, subscriber_id, attempt) DO NOTHING"
-    ).bindparams(*_when("now", *(["ends"] if window_ends_at else [])))
+    when = _when("now", *(["ends"] if window_ends_at else []))
     route_param = {"route": route} if route is not None else {}
+    params = {
+        **shard.params, **route_param, "step": step_id, "channel": channel,
+        "key_prefix": f"{shard.campaign_id}:{step_id}:", "key_suffix": ":1", "now": now(),
+        **({"ends": window_ends_at} if window_ends_at else {}),
+    }
+    suppressed: dict[str, int] = {}
     with engine.begin() as conn:
-        claimed = conn.execute(statement, {
-            **shard.params, **route_param, "step": step_id, "channel": channel, "status": status.value,
-            "key_prefix": f"{shard.campaign_id}:{step_id}:", "key_suffix": ":1", "now": now(),
-            **({"ends": window_ends_at} if window_ends_at else {}),
-        }).rowcount
+        if not window_ends_at:
+            dnd = conn.execute(text(_claim_sql(route, "'suppressed', 'dnd'", "NULL", f" AND {dnd_policy.IN_FORCE_SQL}",
+                                               lock)).bindparams(*_when("now")), params).rowcount
+            if dnd:
+                suppressed["dnd"] = dnd
+        status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
+        claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock)).bindparams(*when),
+                               params).rowcount
         if window_ends_at:
             # an open window reaches every pending member on the route: each has its row now
             conn.execute(
@@ -125,7 +148,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
                      f"{_on_route(route, alias='')} AND state = 'pending'").bindparams(*_when("now")),
                 {**shard.params, **route_param, "now": now()},
             )
-        return claimed
+        return Claimed(claimed, suppressed)
 
 
 @dataclass(frozen=True, order=True)

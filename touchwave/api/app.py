@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -17,9 +18,11 @@ from sqlalchemy import JSON, DateTime, Engine, bindparam, text
 
 from channel_adapters.outbound import OutboundAdapter
 from touchwave.contacts import NotTargeted, now
+from touchwave.errors import UserError
 from touchwave.notify import ResponseNotifier
+from touchwave.policy import dnd
 from touchwave.responses import record_response
-from touchwave.store.models import PASSIVE_CHANNELS, Channel, Outcome
+from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome
 from touchwave.store.subscribers import normalise_msisdn
 from touchwave.templates.plan import Plan
 
@@ -51,6 +54,24 @@ class OfferOut(BaseModel):
     script: str
     window_ends_at: datetime
     considering: bool
+    #: a do-not-disturb entry covers this customer: show the offer if asked, do not push it
+    do_not_push: bool = False
+
+
+class DndIn(BaseModel):
+    scope: str = Field(description="global, channel:<channel> or business_line:<line>", max_length=80)
+    source: DndSource
+    note: str | None = Field(default=None, max_length=2000)
+    expires_at: datetime | None = Field(default=None, description="none: until removed")
+    created_by: str = Field(default="api", max_length=100)
+
+
+class DndOut(BaseModel):
+    msisdn: str
+    scope: str
+    source: DndSource
+    note: str | None
+    expires_at: datetime | None
 
 
 def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
@@ -97,6 +118,32 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
         return _open_offers(engine, _msisdn(msisdn), channel)
 
+    @app.put("/v1/dnd/{msisdn}", response_model=DndOut)
+    def put_dnd(msisdn: str, body: DndIn) -> DndOut:
+        """Add (or update) a do-not-disturb entry: active channels stop contacting the
+        number at this scope from the next claim on."""
+        try:
+            entry = dnd.entry(msisdn, body.scope, body.source.value, body.note, body.expires_at)
+        except UserError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        dnd.add(engine, [entry], body.created_by)
+        return DndOut(**dataclasses.asdict(entry))
+
+    @app.get("/v1/dnd/{msisdn}", response_model=list[DndOut])
+    def get_dnd(msisdn: str) -> list[DndOut]:
+        """Every entry of the number, expired ones included."""
+        with engine.connect() as conn:
+            return [DndOut(**dataclasses.asdict(e)) for e in dnd.entries_for(conn, _msisdn(msisdn))]
+
+    @app.delete("/v1/dnd/{msisdn}", status_code=204)
+    def delete_dnd(msisdn: str, scope: str = Query(...)) -> None:
+        try:
+            removed = dnd.remove(engine, msisdn, scope)
+        except UserError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if not removed:
+            raise HTTPException(status_code=404, detail=f"no do-not-disturb entry for {msisdn} at {scope}")
+
     return app
 
 
@@ -111,7 +158,7 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT c.campaign_id, k.name, k.priority, c.step_id, c.window_ends_at, m.state, t.plan "
+                "SELECT c.campaign_id, k.name, k.priority, k.business_line, c.step_id, c.window_ends_at, m.state, t.plan "
                 "FROM subscribers s "
                 "JOIN contact_ledger c ON c.subscriber_id = s.id AND c.channel = :channel AND c.status = 'open' "
                 "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = s.id "
@@ -125,8 +172,9 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
             .columns(window_ends_at=DateTime(timezone=True), plan=JSON),
             {"channel": channel.value, "msisdn": msisdn, "now": now()},
         ).all()
+        entries = dnd.entries_for(conn, msisdn, in_force_only=True)
         result = []
-        for campaign_id, name, priority, step_id, ends, state, plan in rows:
+        for campaign_id, name, priority, business_line, step_id, ends, state, plan in rows:
             step = Plan.from_dict(plan).step(step_id)
             offer = conn.execute(
                 text("SELECT o.name, o.price, sc.text FROM offers o JOIN scripts sc ON sc.offer_id = o.id "
@@ -138,5 +186,6 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
                 offer_name=offer.name, price=f"{offer.price:.2f}", script=offer.text,
                 window_ends_at=ends,
                 considering=state == "considering",
+                do_not_push=dnd.applies(entries, channel.value, business_line),
             ))
     return result

@@ -378,6 +378,35 @@ class SegmentChange(Base):
     change: Mapped[str] = mapped_column(String(8))
 
 
+class DndSource(enum.StrEnum):
+    """Why a number must not be disturbed: the customer asked, complained, the regulator
+    listed it, or the number bounces."""
+
+    CUSTOMER_REQUEST = "customer_request"
+    COMPLAINT = "complaint"
+    REGULATOR = "regulator"
+    BOUNCED = "bounced"
+
+
+class DoNotDisturb(Base):
+    """A do-not-disturb entry for one number at one scope: `global`, `channel:<channel>`
+    or `business_line:<line>`. Keyed by MSISDN, not subscriber: regulators' lists name
+    numbers, some of which are not (yet) subscribers."""
+
+    __tablename__ = "dnd_entries"
+    __table_args__ = (UniqueConstraint("msisdn", "scope", name="uq_dnd_entries_msisdn_scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    msisdn: Mapped[str] = mapped_column(String(20))
+    scope: Mapped[str] = mapped_column(String(80))
+    source: Mapped[DndSource] = mapped_column(_enum(DndSource, "dnd_source"))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: None: until removed
+    expires_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:
     """The contact's key, as stored in the ledger and sent to gateways."""
     return f"{campaign_id}:{step_id}:{subscriber_id}:{attempt}"

@@ -1,0 +1,1 @@
+"""Contact policy: who may be contacted, through which channel, and when."""

@@ -1,0 +1,154 @@
+"""Do-not-disturb: numbers that active channels must not contact.
+
+An entry holds one number at one scope — `global`, `channel:<channel>` or
+`business_line:<line>` — with its source and an optional expiry. Active channels (SMS,
+outbound, app push) never contact a number with an entry in force for the channel or
+the campaign's business line: the claim writes its ledger row as `suppressed` (reason
+`dnd`) in the same transaction, so no later statement sends it. Passive channels still
+show the offer when the customer comes to us, flagged so the agent does not push.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from touchwave.errors import UserError
+from touchwave.store.models import Channel, DndSource, DoNotDisturb, utcnow
+from touchwave.store.subscribers import normalise_msisdn
+
+GLOBAL = "global"
+
+#: an entry in force for contact `m` (a campaign member, with `s` its subscriber and `k`
+#: its campaign) on channel :channel, evaluated in the claim's own statement
+IN_FORCE_SQL = (
+    "EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn "
+    "AND d.scope IN ('global', 'channel:' || CAST(:channel AS VARCHAR), 'business_line:' || k.business_line) "
+    "AND (d.expires_at IS NULL OR d.expires_at > :now))"
+)
+
+
+@dataclass(frozen=True)
+class DndEntry:
+    msisdn: str
+    scope: str
+    source: DndSource
+    note: str | None = None
+    expires_at: datetime | None = None
+
+
+def parse_scope(raw: str) -> str:
+    """`global`, `channel:<channel>` or `business_line:<line>`, or a clear refusal."""
+    scope = raw.strip()
+    if scope == GLOBAL:
+        return scope
+    kind, _, value = scope.partition(":")
+    if kind == "channel" and value in {c.value for c in Channel}:
+        return scope
+    if kind == "business_line" and 0 < len(value) <= 64:
+        return scope
+    raise UserError(f"{raw!r} is not a do-not-disturb scope: global, channel:<{'|'.join(c.value for c in Channel)}> "
+                    "or business_line:<line>")
+
+
+def entry(msisdn: str, scope: str, source: str, note: str | None = None,
+          expires: str | date | datetime | None = None) -> DndEntry:
+    """A checked entry from what a person typed or a file held."""
+    number = normalise_msisdn(msisdn)
+    if number is None:
+        raise UserError(f"{msisdn!r} is not a mainland mobile number")
+    try:
+        kind = DndSource(source)
+    except ValueError:
+        raise UserError(f"{source!r} is not a do-not-disturb source ({', '.join(s.value for s in DndSource)})") from None
+    return DndEntry(number, parse_scope(scope), kind, note or None, _expiry(expires))
+
+
+def _expiry(value: str | date | datetime | None) -> datetime | None:
+    """A date means the end of that day (UTC); a datetime without zone is UTC."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.max)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add(engine: Engine, entries: Iterable[DndEntry], created_by: str, batch_size: int = 1000) -> int:
+    """Create or update entries, in one transaction: the same number and scope again
+    takes the newer source, note and expiry (within `entries` too: the last one wins).
+    Returns how many distinct entries were stored."""
+    latest = {(e.msisdn, e.scope): e for e in entries}
+    rows = [{"msisdn": e.msisdn, "scope": e.scope, "source": e.source.value, "note": e.note,
+             "expires_at": e.expires_at, "created_by": created_by, "created_at": utcnow()} for e in latest.values()]
+    with engine.begin() as conn:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        for start in range(0, len(rows), batch_size):
+            statement = dialect.insert(DoNotDisturb.__table__).values(rows[start:start + batch_size])
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["msisdn", "scope"],
+                set_={c: statement.excluded[c] for c in ("source", "note", "expires_at", "created_by", "created_at")},
+            ))
+    return len(rows)
+
+
+def remove(engine: Engine, msisdn: str, scope: str) -> bool:
+    number = normalise_msisdn(msisdn)
+    if number is None:
+        raise UserError(f"{msisdn!r} is not a mainland mobile number")
+    with engine.begin() as conn:
+        return conn.execute(delete(DoNotDisturb).where(DoNotDisturb.msisdn == number,
+                                                       DoNotDisturb.scope == parse_scope(scope))).rowcount > 0
+
+
+def entries_for(conn: Connection, msisdn: str, in_force_only: bool = False) -> list[DndEntry]:
+    query = select(DoNotDisturb).where(DoNotDisturb.msisdn == msisdn).order_by(DoNotDisturb.scope)
+    rows = [DndEntry(r.msisdn, r.scope, DndSource(r.source), r.note, r.expires_at)
+            for r in conn.execute(query)]
+    if in_force_only:
+        moment = utcnow()
+        rows = [e for e in rows if e.expires_at is None or _aware(e.expires_at) > moment]
+    return rows
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def applies(entries: Iterable[DndEntry], channel: str, business_line: str) -> bool:
+    """Whether any of a number's entries in force covers this channel or business line."""
+    scopes = {GLOBAL, f"channel:{channel}", f"business_line:{business_line}"}
+    return any(e.scope in scopes for e in entries)
+
+
+def read_csv(path: str | Path) -> list[DndEntry]:
+    """Entries from a CSV with msisdn, scope, source and optional expires_at and note;
+    a bad row stops the import with its line (nothing is stored)."""
+    try:
+        handle = Path(path).open(newline="", encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("msisdn", "scope", "source") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+        entries = []
+        for record in reader:
+            try:
+                entries.append(entry(record["msisdn"] or "", record["scope"] or "", record["source"] or "",
+                                     record.get("note"), record.get("expires_at")))
+            except UserError as exc:
+                raise UserError(f"{path}, line {reader.line_num}: {exc}") from None
+        return entries
