@@ -16,7 +16,9 @@ from touchwave.errors import UserError
 from touchwave.policy import dnd
 from touchwave.store.models import DndSource
 
-from .test_waves import ledger, members, seed, sim, start  # noqa: F401 (fixture)
+from channel_adapters.base import Message
+
+from .test_waves import adapters, ledger, members, seed, sim, start  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -73,6 +75,27 @@ async def test_no_sms_and_no_call_reach_a_number_under_do_not_disturb(temporal, 
     assert result.steps["sms_broadcast"].reasons["dnd"] == 3
 
 
+def test_a_new_entry_stops_contacts_claimed_but_not_yet_sent_and_queued_calls(store, sim):
+    campaign = seed(store)
+    first, second, third = members(store, campaign.id)[:3]
+    contacts.claim(store.engine, Shard(campaign.id), "sms_broadcast", "sms", None)
+    contacts.claim(store.engine, Shard(campaign.id), "outbound_call", "outbound", None)
+    outbound = adapters(sim)["outbound"]
+    calls = contacts.take_batch(store.engine, Shard(campaign.id), "outbound_call", 1000)  # queued at the call centre
+    contacts.record(store.engine, campaign.id, calls,
+                    outbound.send(calls, Message(campaign.id, "outbound_call", "RBT_DOWNLOAD", "")))
+    added = dnd.add(store.engine, [dnd.entry(first, "channel:sms", "complaint"),
+                                   dnd.entry(second, "global", "regulator"),
+                                   dnd.entry(third, "business_line:value_added", "customer_request")],
+                    "ops", outbound=outbound)
+    steps = ledger(store, campaign.id)
+    assert {steps["sms_broadcast"][m] for m in (first, second, third)} == {"suppressed"}
+    assert [steps["outbound_call"][m] for m in (first, second, third)] == ["sent", "withdrawn", "withdrawn"]
+    assert (added.suppressed, added.withdrawn_calls) == (3, 2)
+    withdrawn = {task.msisdn for task in sim.tasks.values() if task.state == "withdrawn"}
+    assert withdrawn == {second, third}
+
+
 def test_the_api_adds_lists_and_removes_entries(store):
     client = TestClient(create_app(store.engine))
     body = {"scope": "channel:sms", "source": "complaint", "expires_at": "2027-01-31T00:00:00Z", "note": "投诉"}
@@ -96,7 +119,7 @@ def test_a_dnd_file_with_a_bad_row_stores_nothing_and_names_the_line(store, tmp_
         dnd.read_csv(path)
     path.write_text("msisdn,scope,source\n13800000001,global,regulator\n13800000001,global,complaint\n",
                     encoding="utf-8")
-    assert dnd.add(store.engine, dnd.read_csv(path), "ops", batch_size=1) == 1
+    assert dnd.add(store.engine, dnd.read_csv(path), "ops", batch_size=1).stored == 1
     with store.engine.connect() as conn:
         [entry] = dnd.entries_for(conn, "13800000001")
     assert entry.source == DndSource.COMPLAINT  # the later line wins

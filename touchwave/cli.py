@@ -223,17 +223,31 @@ def cmd_dnd_add(args: argparse.Namespace) -> int:
     from touchwave.policy import dnd
 
     entry = dnd.entry(args.msisdn, args.scope, args.source, args.note, args.expires)
-    dnd.add(_store(args).engine, [entry], args.author)
+    added = dnd.add(_store(args).engine, [entry], args.author, outbound=_outbound(args))
     until = f" until {entry.expires_at:%Y-%m-%d %H:%M} UTC" if entry.expires_at else ""
-    _out(f"{entry.msisdn}: do not disturb at {entry.scope} ({entry.source}){until}")
+    _out(f"{entry.msisdn}: do not disturb at {entry.scope} ({entry.source}){until}" + _stopped(added))
     return EXIT_OK
+
+
+def _outbound(args: argparse.Namespace):
+    from channel_adapters.outbound import OutboundAdapter
+
+    return OutboundAdapter(Settings.from_env(args.database_url).call_centre_url, max_attempts=2)
+
+
+def _stopped(added) -> str:
+    """What a new entry stopped: contacts not yet sent, calls queued at the call centre."""
+    parts = [f"{added.suppressed} pending contact(s) suppressed" if added.suppressed else "",
+             f"{added.withdrawn_calls} queued call(s) withdrawn" if added.withdrawn_calls else ""]
+    stopped = ", ".join(p for p in parts if p)
+    return f"; {stopped}" if stopped else ""
 
 
 def cmd_dnd_import(args: argparse.Namespace) -> int:
     from touchwave.policy import dnd
 
-    stored = dnd.add(_store(args).engine, dnd.read_csv(args.file), args.author)
-    _out(f"{args.file}: {stored} do-not-disturb entries stored")
+    added = dnd.add(_store(args).engine, dnd.read_csv(args.file), args.author, outbound=_outbound(args))
+    _out(f"{args.file}: {added.stored} do-not-disturb entries stored" + _stopped(added))
     return EXIT_OK
 
 

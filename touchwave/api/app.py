@@ -126,7 +126,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             entry = dnd.entry(msisdn, body.scope, body.source.value, body.note, body.expires_at)
         except UserError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        dnd.add(engine, [entry], body.created_by)
+        dnd.add(engine, [entry], body.created_by, outbound=outbound)
         return DndOut(**dataclasses.asdict(entry))
 
     @app.get("/v1/dnd/{msisdn}", response_model=list[DndOut])

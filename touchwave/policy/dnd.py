@@ -11,17 +11,24 @@ show the offer when the customer comes to us, flagged so the agent does not push
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, DateTime, Engine, bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from touchwave.errors import UserError
 from touchwave.store.models import Channel, DndSource, DoNotDisturb, utcnow
 from touchwave.store.subscribers import normalise_msisdn
+
+if TYPE_CHECKING:
+    from channel_adapters.outbound import OutboundAdapter
+
+log = logging.getLogger(__name__)
 
 GLOBAL = "global"
 
@@ -84,13 +91,47 @@ def _expiry(value: str | date | datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def add(engine: Engine, entries: Iterable[DndEntry], created_by: str, batch_size: int = 1000) -> int:
+@dataclass(frozen=True)
+class Added:
+    #: distinct (number, scope) entries stored
+    stored: int
+    #: contacts claimed but not yet sent that the new entries now cover
+    suppressed: int
+    #: call tasks queued at the call centre for covered numbers, withdrawn there
+    withdrawn_calls: int
+
+
+_COVERED = (
+    "subscriber_id IN (SELECT s.id FROM subscribers s JOIN dnd_entries n ON n.msisdn = s.msisdn "
+    "WHERE n.created_at = :stamp) "
+    "AND EXISTS (SELECT 1 FROM dnd_entries d JOIN campaigns k ON k.id = contact_ledger.campaign_id "
+    "WHERE d.msisdn = contact_ledger.address "
+    "AND d.scope IN ('global', 'channel:' || contact_ledger.channel, 'business_line:' || k.business_line) "
+    "AND (d.expires_at IS NULL OR d.expires_at > :stamp))"
+)
+_SUPPRESS_CLAIMED = text(
+    "UPDATE contact_ledger SET status = 'suppressed', reason = 'dnd' "
+    f"WHERE status = 'claimed' AND channel IN ('sms', 'outbound', 'app') AND {_COVERED}"
+).bindparams(bindparam("stamp", type_=DateTime(timezone=True)))
+_QUEUED_CALLS = text(
+    "SELECT external_id FROM contact_ledger WHERE channel = 'outbound' AND status = 'sent' "
+    f"AND external_id IS NOT NULL AND {_COVERED}"
+).bindparams(bindparam("stamp", type_=DateTime(timezone=True)))
+
+
+def add(engine: Engine, entries: Iterable[DndEntry], created_by: str, outbound: OutboundAdapter | None = None,
+        batch_size: int = 1000) -> Added:
     """Create or update entries, in one transaction: the same number and scope again
     takes the newer source, note and expiry (within `entries` too: the last one wins).
-    Returns how many distinct entries were stored."""
+
+    The same transaction suppresses the covered contacts a running step has claimed
+    but not yet sent; call tasks already queued at the call centre are withdrawn there
+    afterwards (with `outbound`), as for a completed customer.
+    """
+    stamp = utcnow()
     latest = {(e.msisdn, e.scope): e for e in entries}
     rows = [{"msisdn": e.msisdn, "scope": e.scope, "source": e.source.value, "note": e.note,
-             "expires_at": e.expires_at, "created_by": created_by, "created_at": utcnow()} for e in latest.values()]
+             "expires_at": e.expires_at, "created_by": created_by, "created_at": stamp} for e in latest.values()]
     with engine.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         for start in range(0, len(rows), batch_size):
@@ -99,7 +140,23 @@ def add(engine: Engine, entries: Iterable[DndEntry], created_by: str, batch_size
                 index_elements=["msisdn", "scope"],
                 set_={c: statement.excluded[c] for c in ("source", "note", "expires_at", "created_by", "created_at")},
             ))
-    return len(rows)
+        suppressed = conn.execute(_SUPPRESS_CLAIMED, {"stamp": stamp}).rowcount if rows else 0
+        queued = list(conn.execute(_QUEUED_CALLS, {"stamp": stamp}).scalars()) if rows else []
+    # here, not at the top: the claim (touchwave.contacts) reads this module's SQL, and the
+    # channel adapters read touchwave.contacts
+    from channel_adapters.base import ChannelError
+    from touchwave import contacts
+
+    withdrawn: list[str] = []
+    if queued and outbound is not None:
+        try:
+            withdrawn = outbound.withdraw(queued)
+        except ChannelError as exc:
+            log.warning("could not withdraw queued calls of do-not-disturb numbers",
+                        extra={"calls": len(queued), "error": str(exc)})
+        else:
+            contacts.mark_withdrawn(engine, withdrawn, "dnd")
+    return Added(len(rows), suppressed, len(withdrawn))
 
 
 def remove(engine: Engine, msisdn: str, scope: str) -> bool:
