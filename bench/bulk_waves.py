@@ -45,6 +45,7 @@ from touchwave.store.models import Contact, idempotency_key
 from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 from touchwave.worker import build_worker
+from workflows.campaign import CampaignWorkflow
 from touchwave.temporal import start_campaign
 
 SILENT = CustomerModel(accept={}, decline={}, consider={})
@@ -153,6 +154,18 @@ async def per_customer(env: WorkflowEnvironment, members: int) -> float:
 # -- (b) touchwave ----------------------------------------------------------------------------
 
 
+async def _with_progress(handle, every: float = 30.0):
+    """The campaign's result, printing its progress while it runs (a stall shows)."""
+    outcome = asyncio.ensure_future(handle.result())
+    while True:
+        done, _ = await asyncio.wait({outcome}, timeout=every)
+        if done:
+            return outcome.result()
+        progress = await handle.query(CampaignWorkflow.status)
+        steps = ", ".join(f"{step} {r.sent:,}" for step, r in progress.steps.items())
+        print(f"    … {progress.status}: shards {progress.shards_done}/{progress.shards}, sent {steps}", flush=True)
+
+
 async def per_campaign(env: WorkflowEnvironment, members: int, shard_size: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -167,7 +180,7 @@ async def per_campaign(env: WorkflowEnvironment, members: int, shard_size: int) 
         async with build_worker(env.client, store.engine, adapters, task_queue=queue, batch_size=2000, threads=8):
             handle = await start_campaign(env.client, campaign, queue, shard_size=shard_size,
                                           workflow_id=f"campaign-{campaign.id}-{queue}")
-            result = await handle.result()
+            result = await _with_progress(handle)
         elapsed = time.perf_counter() - started
         with store.engine.connect() as conn:
             ledger = conn.scalar(select(func.count()).select_from(Contact))

@@ -217,3 +217,15 @@ def test_do_not_disturb_from_the_command_line(with_store, tmp_path):
     assert with_store("dnd", "remove", "13800000001", "--scope", "channel:sms")[0] == 0
     code, _, err = with_store("dnd", "remove", "13800000001", "--scope", "channel:sms")
     assert code == 2 and "no do-not-disturb entry" in err
+
+
+def test_frequency_caps_from_the_command_line(with_store):
+    code, out, _ = with_store("caps", "set", "sms_weekly", "--channel", "sms", "--max", "2", "--per", "P7D")
+    assert (code, out.strip()) == (0, "cap sms_weekly: at most 2 sms contact(s) per subscriber per P7D")
+    code, _, err = with_store("caps", "set", "monthly", "--max", "4", "--per", "30days")
+    assert code == 2 and "'30days' is not a period" in err
+    assert with_store("caps", "set", "monthly", "--max", "4", "--per", "month")[0] == 0
+    code, out, _ = with_store("caps", "list")
+    assert [line.split()[0] for line in out.splitlines()] == ["monthly", "sms_weekly"]
+    assert with_store("caps", "remove", "monthly")[0] == 0
+    assert with_store("caps", "remove", "monthly")[0] == 2

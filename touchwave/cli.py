@@ -277,6 +277,37 @@ def cmd_dnd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_caps_set(args: argparse.Namespace) -> int:
+    from touchwave.policy import caps
+
+    new = caps.cap(args.name, args.channel, args.max, args.per)
+    caps.set_cap(_store(args).engine, new)
+    _out(f"cap {new.name}: at most {new.max_contacts} {new.channel or 'marketing'} contact(s) per subscriber "
+         f"per {'calendar month' if new.period == 'month' else new.period}")
+    return EXIT_OK
+
+
+def cmd_caps_list(args: argparse.Namespace) -> int:
+    from touchwave.policy import caps
+
+    with _store(args).engine.connect() as conn:
+        every = caps.caps_for(conn)
+    if not every:
+        _out("no frequency caps: campaigns contact as often as their templates say")
+    for c in every:
+        _out(f"{c.name:<24} {c.channel or 'any':<9} ≤ {c.max_contacts} per {c.period}")
+    return EXIT_OK
+
+
+def cmd_caps_remove(args: argparse.Namespace) -> int:
+    from touchwave.policy import caps
+
+    if not caps.remove_cap(_store(args).engine, args.name):
+        raise UserError(f"no cap named {args.name!r}")
+    _out(f"cap {args.name} removed")
+    return EXIT_OK
+
+
 # -- templates -----------------------------------------------------------------------
 
 
@@ -605,6 +636,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default="global")
     p = command(dnds, "show", cmd_dnd_show, "a number's entries, expired ones included")
     p.add_argument("msisdn")
+
+    capg = group("caps", "frequency caps: marketing contacts per subscriber per period, across campaigns")
+    p = command(capg, "set", cmd_caps_set, "create or change a cap")
+    p.add_argument("name")
+    p.add_argument("--channel", default="any", choices=("any", "sms", "outbound", "app"))
+    p.add_argument("--max", type=int, required=True, help="contacts allowed per period")
+    p.add_argument("--per", required=True, help="P<days>D (rolling, e.g. P7D) or month (calendar)")
+    command(capg, "list", cmd_caps_list, "the caps in force")
+    p = command(capg, "remove", cmd_caps_remove, "remove a cap")
+    p.add_argument("name")
 
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")

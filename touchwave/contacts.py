@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Engine, bindparam, text
+from sqlalchemy import Connection, DateTime, Engine, bindparam, text
 
 from touchwave.errors import UserError
+from touchwave.config import Settings
+from touchwave.policy import caps as caps_policy
 from touchwave.policy import dnd as dnd_policy
 from touchwave.store.models import ContactStatus, MemberState, Outcome
 
@@ -137,6 +139,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
                                                lock)).bindparams(*_when("now")), params).rowcount
             if dnd:
                 suppressed["dnd"] = dnd
+            suppressed |= _apply_caps(conn, shard, channel, route, lock, params)
         status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
         claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock)).bindparams(*when),
                                params).rowcount
@@ -149,6 +152,29 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
                 {**shard.params, **route_param, "now": now()},
             )
         return Claimed(claimed, suppressed)
+
+
+def _apply_caps(conn: Connection, shard: Shard, channel: str, route: str | None, lock: str,
+                params: dict) -> dict[str, int]:
+    """Suppress (reason `cap:<name>`) the members whose frequency caps this contact would
+    break. On PostgreSQL the shard's subscribers are locked first, in id order: another
+    campaign's claim of the same people waits, then counts what this one committed."""
+    caps = caps_policy.caps_for(conn, channel)
+    if not caps:
+        return {}
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(
+            "SELECT s.id FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
+            f"WHERE {_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL} ORDER BY s.id FOR UPDATE OF s"
+        ), params)
+    condition, reason, cap_params = caps_policy.used_up_sql(caps, params["now"], Settings.from_env().timezone)
+    since = [name for name in cap_params if name.startswith("cap_since_")]
+    conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock))
+                 .bindparams(*_when("now", *since)), {**params, **cap_params})
+    return {reason: count for reason, count in conn.execute(text(
+        "SELECT reason, count(*) FROM contact_ledger WHERE campaign_id = :campaign AND step_id = :step "
+        "AND subscriber_id BETWEEN :first AND :last AND status = 'suppressed' AND reason LIKE 'cap:%' "
+        "AND at = :now GROUP BY reason").bindparams(*_when("now")), params)}
 
 
 @dataclass(frozen=True, order=True)

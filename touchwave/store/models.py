@@ -407,6 +407,20 @@ class DoNotDisturb(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class FrequencyCap(Base):
+    """At most `max_contacts` marketing contacts per subscriber per period, across all
+    campaigns: through one active channel, or through any (`channel` None). A period is
+    rolling days (`P7D`) or the calendar month (`month`, in the operator's time zone)."""
+
+    __tablename__ = "frequency_caps"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str | None] = mapped_column(String(24))
+    max_contacts: Mapped[int] = mapped_column(Integer)
+    period: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:
     """The contact's key, as stored in the ledger and sent to gateways."""
     return f"{campaign_id}:{step_id}:{subscriber_id}:{attempt}"
