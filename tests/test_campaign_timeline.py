@@ -45,6 +45,22 @@ async def test_members_admitted_later_run_the_plan_from_the_first_step_on_their_
     assert result.steps["sms_broadcast"].sent == len(everyone)
 
 
+async def test_a_cohort_whose_signal_was_lost_opens_with_the_next_sync(temporal, store, sim):
+    campaign = seed(store)
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(sent_everyone(store, campaign.id, "sms_broadcast", len(members(store, campaign.id))))
+        load_population(store.engine, 450, seed=5, today=date.today())
+        lost = campaigns.sync(store, campaign.id)  # stored, but the workflow is never told
+        load_population(store.engine, 600, seed=5, today=date.today())
+        told = campaigns.sync(store, campaign.id)
+        assert (lost.cohort, told.cohort, told.latest_cohort) == (1, 2, 2) and lost.joined and told.joined
+        await handle.signal(CampaignWorkflow.cohort_added, told.latest_cohort)
+        result = await asyncio.wait_for(handle.result(), 60)
+    everyone = members(store, campaign.id)
+    assert result.cohorts == 3 and set(sim.sms_sent) == set(everyone)
+
+
 async def test_admitting_nobody_new_adds_no_cohort(temporal, store, sim):
     campaign = seed(store)
     worker, handle = await start(temporal, store, sim, campaign)

@@ -35,10 +35,11 @@ def refresh_segments(store: Store, today: date | None = None) -> list[named.Refr
 
 
 async def tell_workflow(client: Client, sync: campaigns.Sync) -> None:
-    """One signal for the whole cohort."""
-    if sync.joined:
+    """One signal per campaign, naming its newest cohort: the workflow opens every cohort
+    up to it that it has not opened, so a signal lost earlier is made good now."""
+    if sync.latest_cohort:
         handle = client.get_workflow_handle(campaigns.workflow_id(sync.campaign_id))
-        await handle.signal(CampaignWorkflow.cohort_added, sync.cohort)
+        await handle.signal(CampaignWorkflow.cohort_added, sync.latest_cohort)
 
 
 async def sync_campaigns(store: Store, client: Client, today: date | None = None) -> list[campaigns.Sync]:

@@ -122,6 +122,8 @@ class Sync:
     cohort: int
     joined: int
     left: int
+    #: the campaign's newest cohort (0: only the launch audience)
+    latest_cohort: int = 0
 
 
 def sync(store: Store, campaign_id: int, today: date | None = None) -> Sync:
@@ -137,7 +139,7 @@ def sync(store: Store, campaign_id: int, today: date | None = None) -> Sync:
                               .where(CampaignMember.campaign_id == campaign_id)) or 0) + 1
         left = _let_go(conn, campaign_id, info.plan, today) if info.plan.audience.on_leave == "stop" else 0
         joined = _add_members(conn, campaign_id, info.plan, cohort, today)
-    return Sync(campaign_id, cohort if joined else 0, joined, left)
+    return Sync(campaign_id, cohort if joined else 0, joined, left, cohort if joined else cohort - 1)
 
 
 def get(store: Store, campaign_id: int) -> CampaignInfo:

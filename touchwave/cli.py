@@ -452,7 +452,7 @@ def cmd_campaign_sync(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(args.database_url)
     synced = campaigns.sync(_store(args), args.id)
-    if synced.joined:
+    if synced.latest_cohort:
         async def send() -> None:
             await tell_workflow(await _temporal(settings), synced)
 

@@ -208,9 +208,12 @@ class CampaignWorkflow:
 
     @workflow.signal
     def cohort_added(self, cohort: int) -> None:
-        """Members admitted since launch (with this cohort number) run the plan from the start."""
-        if cohort not in self.state.cohorts_to_open and cohort not in self.state.cohorts_opened:
-            self.state.cohorts_to_open.append(cohort)
+        """Cohorts up to `cohort` exist: each one not opened yet runs the plan from the
+        start. One signal per sync, and a cohort whose signal was lost opens at the next."""
+        numbers = range(1, cohort + 1) if workflow.patched("cohort-added-up-to") else [cohort]
+        for number in numbers:
+            if number not in self.state.cohorts_to_open and number not in self.state.cohorts_opened:
+                self.state.cohorts_to_open.append(number)
 
     @workflow.signal
     def responses_recorded(self, counts: dict[str, int]) -> None:
