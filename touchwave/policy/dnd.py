@@ -10,7 +10,6 @@ show the offer when the customer comes to us, flagged so the agent does not push
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, DateTime, Engine, bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from touchwave.csvfile import open_csv
 from touchwave.errors import UserError
 from touchwave.store.models import Channel, DndSource, DoNotDisturb, utcnow
 from touchwave.store.subscribers import normalise_msisdn
@@ -192,15 +192,7 @@ def applies(entries: Iterable[DndEntry], channel: str, business_line: str) -> bo
 def read_csv(path: str | Path) -> list[DndEntry]:
     """Entries from a CSV with msisdn, scope, source and optional expires_at and note;
     a bad row stops the import with its line (nothing is stored)."""
-    try:
-        handle = Path(path).open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("msisdn", "scope", "source") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+    with open_csv(path, ("msisdn", "scope", "source")) as reader:
         entries = []
         for record in reader:
             try:

@@ -7,7 +7,6 @@ transaction, so a failed load leaves the table as it was.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import re
@@ -20,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, func, select, text
 
+from touchwave.csvfile import open_csv
 from touchwave.errors import UserError
 from touchwave.store.db import analyze
 from touchwave.store.models import Subscriber
@@ -115,15 +115,7 @@ def read_csv(path: str | Path) -> Iterator[SubscriberRow]:
 
     A bad row stops the load with its line number: a half-loaded file is worse than none.
     """
-    try:
-        handle = Path(path).open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+    with open_csv(path, REQUIRED_COLUMNS) as reader:
         for record in reader:
             line = reader.line_num
             msisdn = normalise_msisdn(record["msisdn"] or "")
