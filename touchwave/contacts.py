@@ -14,6 +14,7 @@ Every function here is one statement per batch, never a Python loop per member.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,9 +120,10 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
     left), on this route, and not already claimed at this step (the idempotency key).
     Passive channels get `open` rows that show the offer until `window_ends_at`. Active
-    channels first write `suppressed` rows (reason `dnd`) for members a do-not-disturb
-    entry covers, in the same transaction: the claim proper then skips them as already
-    keyed, and no batch ever takes them.
+    channels first write `suppressed` rows for members a do-not-disturb entry covers
+    (reason `dnd`) or a frequency cap has used up (`cap:<name>`), in the same
+    transaction: the claim proper then skips them as already keyed, and no batch ever
+    takes them.
     """
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
@@ -169,12 +171,9 @@ def _apply_caps(conn: Connection, shard: Shard, channel: str, route: str | None,
         ), params)
     condition, reason, cap_params = caps_policy.used_up_sql(caps, params["now"], Settings.from_env().timezone)
     since = [name for name in cap_params if name.startswith("cap_since_")]
-    conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock))
-                 .bindparams(*_when("now", *since)), {**params, **cap_params})
-    return {reason: count for reason, count in conn.execute(text(
-        "SELECT reason, count(*) FROM contact_ledger WHERE campaign_id = :campaign AND step_id = :step "
-        "AND subscriber_id BETWEEN :first AND :last AND status = 'suppressed' AND reason LIKE 'cap:%' "
-        "AND at = :now GROUP BY reason").bindparams(*_when("now")), params)}
+    capped = conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock)
+                               + " RETURNING reason").bindparams(*_when("now", *since)), {**params, **cap_params})
+    return dict(Counter(capped.scalars()))
 
 
 @dataclass(frozen=True, order=True)

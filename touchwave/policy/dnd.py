@@ -88,7 +88,7 @@ def _expiry(value: str | date | datetime | None) -> datetime | None:
             raise UserError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time.max)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return _aware(value)
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def entries_for(conn: Connection, msisdn: str, in_force_only: bool = False) -> l
 
 
 def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive UTC datetimes."""
+    """A datetime without zone is UTC (SQLite hands back naive UTC datetimes)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
