@@ -3,9 +3,10 @@ engine and channel adapters (tests build it with the simulator's transport)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from temporalio import activity
@@ -13,6 +14,8 @@ from temporalio import activity
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
 from touchwave import campaigns, contacts
+from touchwave.config import Settings
+from touchwave.policy import capacity, channels
 from touchwave.contacts import Delivery, Shard
 from touchwave.store.models import CampaignStatus, ContactStatus, Script
 
@@ -55,6 +58,8 @@ class StepInput:
     script: str
     route: str | None = None
     window_seconds: int | None = None
+    #: the campaign's time zone for quiet hours ("": the operator's)
+    timezone: str = ""
 
 
 @dataclass
@@ -64,8 +69,15 @@ class StepResult:
     claimed: int = 0
     sent: int = 0
     failed: int = 0
-    #: failures by reason, e.g. {"number not in service": 1}
+    #: failures and suppressions by reason, e.g. {"number not in service": 1, "dnd": 3}
     reasons: dict[str, int] = field(default_factory=dict)
+    #: the step stopped before its end: why (quiet_hours, capacity) and until when (UTC epoch seconds)
+    waiting_for: str | None = None
+    resume_at: float | None = None
+
+    def wait(self, reason: str, until: datetime) -> StepResult:
+        self.waiting_for, self.resume_at = reason, until.timestamp()
+        return self
 
 
 @dataclass
@@ -91,11 +103,23 @@ def _count(result: StepResult, deliveries: list[Delivery]) -> None:
             result.sent += 1
 
 
+def step_clock() -> Callable[[], datetime]:
+    """A step's clock: the server's time when this attempt was scheduled, advanced by how
+    long the attempt has run. It is the workflow's clock, so quiet hours and capacity
+    days follow the time-skipping test server as they follow the real one."""
+    start, began = activity.info().current_attempt_scheduled_time, time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
 class CampaignActivities:
-    def __init__(self, engine: Engine, adapters: Mapping[str, ChannelAdapter], batch_size: int = 1000) -> None:
+    def __init__(self, engine: Engine, adapters: Mapping[str, ChannelAdapter], batch_size: int = 1000,
+                 timezone: str | None = None, clock: Callable[[], Callable[[], datetime]] | None = None) -> None:
         self.engine = engine
         self.adapters = adapters
         self.batch_size = batch_size
+        #: the operator's time zone: capacity days, and quiet hours of campaigns that name none
+        self.timezone = timezone or Settings.from_env().timezone
+        self.clock = clock or step_clock
 
     @activity.defn
     def open_cohort(self, input: CohortInput) -> Cohort:
@@ -116,19 +140,32 @@ class CampaignActivities:
         """Claim the eligible members of the shard in one statement, then hand them to the
         channel in batches. Safe to retry: claims and contacts are keyed per member.
 
+        The channel's rules can stop a step between batches: quiet hours (in the
+        campaign's time zone) and a daily capacity used up. The step then returns
+        `resume_at` and its shard sleeps on a durable timer until then; the contacts
+        still claimed carry the reason they wait for.
+
         Pause and cancel stop a step between batches, never inside one: the SDK raises
         cancellation inside a thread wherever it happens to be, which in the middle of a
         transaction would hand a connection back to the pool half-used.
         """
         shard = input.shard.shard
         result = StepResult(input.step_id, input.channel)
-        if input.window_seconds:
-            ends = contacts.now() + timedelta(seconds=input.window_seconds)
+        clock = self.clock()
+        with activity.shield_thread_cancel_exception():
+            with self.engine.connect() as conn:
+                rules = channels.rules_for(conn, input.channel)
+        quiet_tz = input.timezone or self.timezone
+        opens = rules.quiet_until_at(clock(), quiet_tz)
+        if opens:
+            return result.wait("quiet_hours", opens)
+        window = timedelta(seconds=input.window_seconds) if input.window_seconds else None
+        if window and rules.daily_capacity is None:
             with activity.shield_thread_cancel_exception():
                 result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
-                                                ends).claimed
+                                                contacts.now() + window).claimed
             return result
-        adapter = self.adapters[input.channel]
+        adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
             claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
             result.claimed = claimed.claimed
@@ -138,13 +175,27 @@ class CampaignActivities:
         after = -1
         while True:
             with activity.shield_thread_cancel_exception():
-                batch = contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, after)
+                now = clock()
+                opens = rules.quiet_until_at(now, quiet_tz)
+                if opens:
+                    contacts.mark_waiting(self.engine, shard, input.step_id, "quiet_hours")
+                    return result.wait("quiet_hours", opens)
+                if rules.daily_capacity is None:
+                    batch = contacts.take_batch(self.engine, shard, input.step_id, self.batch_size, after)
+                else:
+                    batch = capacity.hand_out(self.engine, shard, input.step_id, input.channel, rules.daily_capacity,
+                                              channels.day_of(now, self.timezone), self.batch_size, window)
+                    if not batch and contacts.mark_waiting(self.engine, shard, input.step_id, "capacity"):
+                        return result.wait("capacity", channels.next_day_starts(now, self.timezone))
                 if not batch:
                     return result
                 after = batch[-1].subscriber_id
-                deliveries = adapter.send(batch, message)
-                contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
-                _count(result, deliveries)
+                if adapter is None:
+                    result.sent += len(batch)  # offers shown: windows opened
+                else:
+                    deliveries = adapter.send(batch, message)
+                    contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
+                    _count(result, deliveries)
                 activity.heartbeat(result.sent + result.failed)
 
     def _script_text(self, code: str) -> str:

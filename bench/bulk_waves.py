@@ -47,6 +47,7 @@ from touchwave.store.templates import upload
 from touchwave.worker import build_worker
 from workflows.campaign import CampaignWorkflow
 from touchwave.temporal import start_campaign
+from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 
 SILENT = CustomerModel(accept={}, decline={}, consider={})
 BENCH_TEMPLATE = {
@@ -68,6 +69,8 @@ BENCH_TEMPLATE = {
 def prepared_store(folder: str, members: int) -> tuple[Store, campaigns.CampaignInfo]:
     store = Store.open(f"sqlite:///{folder}/bench.db", migrated=False)
     db.upgrade(store.engine)
+    for channel in QUIET_CHANNELS:  # the benchmark runs at any hour
+        set_rules(store.engine, channel, quiet=None)
     with store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(TEMPLATES_DIR / "catalog" / "offers.json"))
         upload(session, BENCH_TEMPLATE, author="bench")

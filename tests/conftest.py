@@ -51,9 +51,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    """A store migrated to the newest schema."""
+    """A store migrated to the newest schema, with the default quiet hours lifted: tests
+    run at any hour of the day, and the quiet-hours tests set windows of their own."""
+    from touchwave.policy import channels
+
     opened = Store.open(database_url, migrated=False)
     db.upgrade(opened.engine)
+    for channel in channels.QUIET_CHANNELS:
+        channels.set_rules(opened.engine, channel, quiet=None)
     yield opened
     opened.close()
 

@@ -229,3 +229,17 @@ def test_frequency_caps_from_the_command_line(with_store):
     assert [line.split()[0] for line in out.splitlines()] == ["monthly", "sms_weekly"]
     assert with_store("caps", "remove", "monthly")[0] == 0
     assert with_store("caps", "remove", "monthly")[0] == 2
+
+
+def test_channel_rules_from_the_command_line(with_store):
+    code, out, _ = with_store("channels", "list")
+    assert code == 0 and "sms          quiet 21:00–08:00" in out and "hall         no quiet hours" in out
+    code, out, _ = with_store("channels", "set", "outbound", "--seats", "120", "--calls-per-seat", "80",
+                              "--quiet", "20:30-09:00")
+    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    9,600 contacts a day")
+    code, out, _ = with_store("channels", "set", "outbound", "--capacity", "none")
+    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    no daily limit")
+    code, _, err = with_store("channels", "set", "sms", "--quiet", "9pm-8am")
+    assert code == 2 and "'9pm' is not a time of day (HH:MM, 24-hour)" in err
+    code, _, err = with_store("channels", "set", "outbound", "--seats", "120")
+    assert code == 2 and "--seats needs --calls-per-seat" in err

@@ -47,6 +47,8 @@ CASES: list[tuple[str, Callable[[], Doc], Callable[[Doc], None], str, str]] = [
      lambda d: d.update(priority="high"), "/priority", "should be a whole number"),
     ("priority out of range", lambda: load_example("ringback_tone_download.json"),
      lambda d: d.update(priority=101), "/priority", "at most 100"),
+    ("unknown time zone", lambda: load_example("ringback_tone_download.json"),
+     lambda d: d.update(timezone="Asia/Beijing"), "/timezone", '"Asia/Beijing" is not a time zone'),
     ("control group too big", lambda: load_example("ringback_tone_download.json"),
      lambda d: d.update(control_share=0.6), "/control_share", "less than 0.5"),
     ("missing business line", lambda: load_example("ringback_tone_download.json"),

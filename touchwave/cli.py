@@ -308,6 +308,44 @@ def cmd_caps_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_channels_set(args: argparse.Namespace) -> int:
+    from touchwave.policy import channels
+
+    capacity = ... if args.capacity is None else _capacity(args.capacity)
+    if args.seats is not None:
+        if args.calls_per_seat is None:
+            raise UserError("--seats needs --calls-per-seat: the capacity is seats × calls per seat")
+        capacity = args.seats * args.calls_per_seat
+    rules = channels.set_rules(_store(args).engine, args.channel,
+                               quiet=... if args.quiet is None else args.quiet, daily_capacity=capacity)
+    _out(_channel_line(rules))
+    return EXIT_OK
+
+
+def _capacity(text: str) -> int | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--capacity {text!r}: give a whole number of contacts a day, or none") from None
+
+
+def _channel_line(rules) -> str:
+    quiet = f"quiet {rules.quiet_from}–{rules.quiet_until}" if rules.quiet_from else "no quiet hours"
+    capacity = f"{rules.daily_capacity:,} contacts a day" if rules.daily_capacity else "no daily limit"
+    return f"{rules.channel:<12} {quiet:<20} {capacity}"
+
+
+def cmd_channels_list(args: argparse.Namespace) -> int:
+    from touchwave.policy import channels
+
+    with _store(args).engine.connect() as conn:
+        for rules in channels.every_rule(conn):
+            _out(_channel_line(rules))
+    return EXIT_OK
+
+
 # -- templates -----------------------------------------------------------------------
 
 
@@ -419,7 +457,7 @@ def cmd_campaign_status(args: argparse.Namespace) -> int:
     campaign = campaigns.get(store, args.id)
     _out(f"campaign {campaign.id} «{campaign.name}»: {campaign.status}, {campaign.members} members, "
          f"template {campaign.template} v{campaign.template_version}")
-    _out(funnel_text(store.engine, campaign.id, campaign.plan))
+    _out(funnel_text(store.engine, campaign.id, campaign.plan, Settings.from_env(args.database_url).timezone))
     return EXIT_OK
 
 
@@ -646,6 +684,15 @@ def build_parser() -> argparse.ArgumentParser:
     command(capg, "list", cmd_caps_list, "the caps in force")
     p = command(capg, "remove", cmd_caps_remove, "remove a cap")
     p.add_argument("name")
+
+    chan = group("channels", "channel rules for every campaign: quiet hours and daily capacity")
+    p = command(chan, "set", cmd_channels_set, "change a channel's quiet hours and/or daily capacity")
+    p.add_argument("channel")
+    p.add_argument("--quiet", help="FROM-UNTIL local time, e.g. 21:00-08:00 (in the campaign's time zone), or none")
+    p.add_argument("--capacity", help="contacts a day across campaigns (outbound, hall, hotline, online_hall), or none")
+    p.add_argument("--seats", type=_positive_int, help="call-centre seats (with --calls-per-seat)")
+    p.add_argument("--calls-per-seat", type=_positive_int, help="calls one seat makes a day")
+    command(chan, "list", cmd_channels_list, "every channel's quiet hours and capacity")
 
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")

@@ -23,9 +23,10 @@ from sqlalchemy import Connection, DateTime, Engine, bindparam, text
 
 from touchwave.errors import UserError
 from touchwave.config import Settings
+from touchwave.policy import arbitration
 from touchwave.policy import caps as caps_policy
 from touchwave.policy import dnd as dnd_policy
-from touchwave.store.models import ContactStatus, MemberState, Outcome
+from touchwave.store.models import Channel, ContactStatus, MemberState, Outcome
 
 ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
 COMPLETED = (MemberState.ACCEPTED, MemberState.DECLINED)
@@ -119,11 +120,12 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
 
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
     left), on this route, and not already claimed at this step (the idempotency key).
-    Passive channels get `open` rows that show the offer until `window_ends_at`. Active
-    channels first write `suppressed` rows for members a do-not-disturb entry covers
-    (reason `dnd`) or a frequency cap has used up (`cap:<name>`), in the same
-    transaction: the claim proper then skips them as already keyed, and no batch ever
-    takes them.
+    Passive channels get `open` rows that show the offer until `window_ends_at` (without
+    it, `claimed` rows queued for the channel's daily budget). Active channels first
+    write `suppressed` rows, in the same transaction, for members a do-not-disturb entry
+    covers (reason `dnd`), whom another campaign has today in this channel
+    (`arbitration`), or whose frequency cap is used up (`cap:<name>`): the claim proper
+    then skips them as already keyed, and no batch ever takes them.
     """
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
@@ -136,12 +138,8 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     }
     suppressed: dict[str, int] = {}
     with engine.begin() as conn:
-        if not window_ends_at:
-            dnd = conn.execute(text(_claim_sql(route, "'suppressed', 'dnd'", "NULL", f" AND {dnd_policy.IN_FORCE_SQL}",
-                                               lock)).bindparams(*_when("now")), params).rowcount
-            if dnd:
-                suppressed["dnd"] = dnd
-            suppressed |= _apply_caps(conn, shard, channel, route, lock, params)
+        if not Channel(channel).passive:
+            suppressed |= _apply_policy(conn, route, lock, params)
         status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
         claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock)).bindparams(*when),
                                params).rowcount
@@ -156,24 +154,42 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
         return Claimed(claimed, suppressed)
 
 
-def _apply_caps(conn: Connection, shard: Shard, channel: str, route: str | None, lock: str,
-                params: dict) -> dict[str, int]:
-    """Suppress (reason `cap:<name>`) the members whose frequency caps this contact would
-    break. On PostgreSQL the shard's subscribers are locked first, in id order: another
-    campaign's claim of the same people waits, then counts what this one committed."""
-    caps = caps_policy.caps_for(conn, channel)
-    if not caps:
-        return {}
+def _suppress(conn: Connection, route: str | None, lock: str, params: dict, reason: str, condition: str,
+              *times: str) -> dict[str, int]:
+    """Write `suppressed` rows for the eligible members meeting `condition`; by reason."""
+    rows = conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock)
+                             + " RETURNING reason").bindparams(*_when("now", *times)), params)
+    return dict(Counter(rows.scalars()))
+
+
+def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict) -> dict[str, int]:
+    """Do-not-disturb, arbitration between campaigns, frequency caps — in that order, so a
+    member suppressed for several reasons is counted under the first."""
+    suppressed = _suppress(conn, route, lock, params, "'dnd'", dnd_policy.IN_FORCE_SQL)
+    caps = caps_policy.caps_for(conn, params["channel"])
+    rivals = arbitration.rivals_running(conn, params["campaign"])
+    if not caps and not rivals:
+        return suppressed
     if conn.dialect.name == "postgresql":
+        # lock the shard's subscribers in id order: another campaign's claim of the same
+        # people waits here, then counts what this one committed (caps, arbitration)
         conn.execute(text(
             "SELECT s.id FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
-            f"WHERE {_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL} ORDER BY s.id FOR UPDATE OF s"
+            f"WHERE {_IN_SHARD} {_on_route(params.get('route'))} AND m.state IN {_ELIGIBLE_SQL} "
+            "ORDER BY s.id FOR UPDATE OF s"
         ), params)
-    condition, reason, cap_params = caps_policy.used_up_sql(caps, params["now"], Settings.from_env().timezone)
-    since = [name for name in cap_params if name.startswith("cap_since_")]
-    capped = conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock)
-                               + " RETURNING reason").bindparams(*_when("now", *since)), {**params, **cap_params})
-    return dict(Counter(capped.scalars()))
+    timezone = Settings.from_env().timezone
+    if rivals:
+        day = {"day_starts": arbitration.day_starts(params["now"], timezone)}
+        arbitration.take_over(conn, params, f"{_IN_SHARD} {_on_route(params.get('route'))} AND m.state IN {_ELIGIBLE_SQL}")
+        suppressed |= _suppress(conn, route, lock, {**params, **day}, "'arbitration'", arbitration.LOSES_SQL,
+                                "day_starts")
+    if caps:
+        condition, reason, cap_params = caps_policy.used_up_sql(caps, params["now"], timezone)
+        since = [name for name in cap_params if name.startswith("cap_since_")]
+        for name, count in _suppress(conn, route, lock, {**params, **cap_params}, reason, condition, *since).items():
+            suppressed[name] = suppressed.get(name, 0) + count
+    return suppressed
 
 
 @dataclass(frozen=True, order=True)
@@ -208,6 +224,17 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
                  "AND status = 'sending' AND subscriber_id BETWEEN :first AND :last"),
             params,
         )
+
+
+def mark_waiting(engine: Engine, shard: Shard, step_id: str, reason: str) -> int:
+    """The step stops before its end: its contacts still claimed say what they wait for
+    (quiet_hours, capacity) until a batch takes them. Returns how many wait."""
+    with engine.begin() as conn:
+        return conn.execute(
+            text("UPDATE contact_ledger SET reason = :reason WHERE campaign_id = :campaign AND step_id = :step "
+                 "AND subscriber_id BETWEEN :first AND :last AND status = 'claimed'"),
+            {**shard.params, "step": step_id, "reason": reason},
+        ).rowcount
 
 
 _TAKE = text(

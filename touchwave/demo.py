@@ -19,6 +19,7 @@ from touchwave.store.templates import upload
 from touchwave.templates.compiler import read_template
 from touchwave.funnel import funnel_text
 from touchwave.temporal import start_campaign
+from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 
 TEMPLATE = "ringback-tone-download"
 
@@ -46,6 +47,10 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
         _say(f"loaded {subscribers:,} synthetic subscribers and imported their {tags.tags} tags "
              f"in {time.perf_counter() - started:.1f} s; "
              "uploaded the offer catalog and every template")
+        for channel in QUIET_CHANNELS:  # a demo day lasts seconds: a night of quiet hours would stop it cold
+            set_rules(store.engine, channel, quiet=None)
+        _say("quiet hours (default 21:00–08:00 for SMS, calls and push) are lifted for this demo run: "
+             "`touchwave channels list` shows them on a real store")
         campaign = campaigns.create(store, TEMPLATE, created_by="demo")
         _say(f"campaign {campaign.id} «{campaign.plan.title}»: {campaign.members:,} members "
              f"(rule: no ringback tone yet, ARPU ≥ 30)")

@@ -5,22 +5,54 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from touchwave import contacts
+from touchwave.config import Settings
+from touchwave.policy import capacity, channels
 from touchwave.templates.plan import Plan
 
 REACHED = ("sent", "delivered", "open")
 
 
-def funnel_text(engine: Engine, campaign_id: int, plan: Plan) -> str:
+def funnel_text(engine: Engine, campaign_id: int, plan: Plan, timezone: str | None = None) -> str:
+    """The table per step, then what each step suppressed (by reason), what waits for
+    quiet hours or capacity, and the days a capacity-limited step is planned to take."""
+    timezone = timezone or Settings.from_env().timezone
     data = contacts.progress(engine, campaign_id)
-    lines = [f"{'step':<22}{'channel':<12}{'targeted':>9}{'sent/shown':>11}{'failed':>8}{'withdrawn':>10}{'in flight':>10}"]
+    lines = [f"{'step':<22}{'channel':<12}{'targeted':>9}{'sent/shown':>11}{'failed':>8}{'withdrawn':>10}"
+             f"{'suppressed':>11}{'in flight':>10}"]
+    notes: list[str] = []
     for step in plan.channel_steps:
         statuses = data["steps"].get(step.id, {}).get("statuses", {})
         count = lambda *names: sum(v for k, v in statuses.items() if k.split(":")[0] in names)  # noqa: E731
         lines.append(f"{step.id:<22}{step.kind:<12}{sum(statuses.values()):>9}{count(*REACHED):>11}{count('failed'):>8}"
-                     f"{count('withdrawn'):>10}{count('claimed', 'sending'):>10}")
+                     f"{count('withdrawn'):>10}{count('suppressed'):>11}{count('claimed', 'sending'):>10}")
+        notes += _reasons(step.id, "suppressed", statuses, "suppressed")
+        notes += _reasons(step.id, "claimed", statuses, "waiting for")
+        notes += _planned(engine, campaign_id, step.id, step.kind, timezone)
     members = data["members"]
     lines.append("members: " + ", ".join(f"{state} {members.get(state, 0)}" for state in
                                           ("pending", "contacted", "considering", "accepted", "declined")))
     if data["responses"]:
         lines.append("answers: " + ", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sorted(data["responses"].items())))
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
+
+
+def _reasons(step_id: str, status: str, statuses: dict[str, int], label: str) -> list[str]:
+    """`status:reason` counts as one line, e.g. "sms suppressed: dnd 3, cap:sms_weekly 1"."""
+    by_reason = {k.split(":", 1)[1]: v for k, v in statuses.items() if k.startswith(f"{status}:")}
+    if not by_reason:
+        return []
+    return [f"  {step_id} {label}: " + ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))]
+
+
+def _planned(engine: Engine, campaign_id: int, step_id: str, channel: str, timezone: str) -> list[str]:
+    with engine.connect() as conn:
+        rules = channels.rules_for(conn, channel)
+    if rules.daily_capacity is None:
+        return []
+    today = channels.day_of(contacts.now(), timezone)
+    days = [d for d in capacity.planned_days(engine, campaign_id, channel, rules.daily_capacity, today)
+            if d.step_id == step_id]
+    if not days:
+        return []
+    return [f"  {step_id} planned ({channel} takes {rules.daily_capacity:,} a day): "
+            + ", ".join(f"{d.day:%Y-%m-%d} {d.contacts:,}" for d in days)]

@@ -231,6 +231,8 @@ class CampaignWorkflow:
         step.failed += result.failed
         for reason, count in result.reasons.items():
             step.reasons[reason] = step.reasons.get(reason, 0) + count
+        # the latest shard to report says whether the step waits for the channel's rules
+        step.waiting_for, step.resume_at = result.waiting_for, result.resume_at
 
     @workflow.signal
     def shard_finished(self, shard_id: str) -> None:

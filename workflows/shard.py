@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,6 +53,8 @@ class ShardWorkflow:
         self.answers_arrived = False
         self.summary = ShardSummary()
         self.position: dict[str, str] = {}
+        #: routes whose step waits for the channel's rules: "quiet_hours until …"
+        self.waiting: dict[str, str] = {}
 
     @workflow.run
     async def run(self, input: ShardInput) -> ShardSummary:
@@ -89,12 +91,18 @@ class ShardWorkflow:
 
     async def _run_step(self, step: Step, route: str | None) -> None:
         """Run a channel step; pause cancels it and resume runs it again (it picks up
-        where it stopped: claims and contacts are idempotent)."""
+        where it stopped: claims and contacts are idempotent). A step stopped by the
+        channel's rules (quiet hours, today's capacity used up) sleeps on a durable timer
+        until the time it names, then runs again."""
         while not self.cancelled:
+            await workflow.wait_condition(lambda: not self.paused or self.cancelled)
+            if self.cancelled:
+                return
             handle = workflow.start_activity_method(
                 CampaignActivities.run_step,
                 StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
-                          round(step.window_seconds * self.input.time_scale) if step.window_seconds else None),
+                          round(step.window_seconds * self.input.time_scale) if step.window_seconds else None,
+                          self.plan.timezone or ""),
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(seconds=self.input.heartbeat_seconds),
                 retry_policy=STEP_RETRY,
@@ -112,13 +120,19 @@ class ShardWorkflow:
             except ActivityError as error:
                 if not isinstance(error.cause, CancelledError):
                     raise
-                await workflow.wait_condition(lambda: not self.paused or self.cancelled)
                 continue
             self.summary.steps.append(result)
             if self.input.parent_id:
                 parent = workflow.get_external_workflow_handle(self.input.parent_id)
                 await parent.signal("shard_step_done", result)
-            return
+            if result.resume_at is None:
+                return
+            self.waiting[route or "main"] = f"{result.waiting_for} until {_iso(result.resume_at)}"
+            sleep = timedelta(seconds=result.resume_at) - timedelta(seconds=workflow.now().timestamp())
+            if sleep > timedelta(0):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: self.cancelled, timeout=sleep)
+            self.waiting.pop(route or "main", None)
 
     async def _wait(self, step: Step) -> None:
         """A durable timer that ends early once no member of the shard can be contacted:
@@ -159,5 +173,10 @@ class ShardWorkflow:
 
     @workflow.query
     def where(self) -> dict[str, str]:
-        """The node each route of this shard is at."""
-        return dict(self.position)
+        """The node each route of this shard is at, and what it waits for if it does."""
+        return {route: node + (f" ({self.waiting[route]})" if route in self.waiting else "")
+                for route, node in self.position.items()}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="minutes")

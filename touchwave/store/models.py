@@ -8,13 +8,14 @@ migration); timestamps are UTC.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -222,6 +224,11 @@ class CampaignMember(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+#: channels that may have a daily capacity, and the predicate of their queue's index
+CAPACITY_CHANNELS = ("outbound", "hall", "hotline", "online_hall")
+QUEUED_SQL = "status = 'claimed' AND channel IN (" + ", ".join(f"'{c}'" for c in CAPACITY_CHANNELS) + ")"
+
+
 class Contact(Base):
     """The contact ledger: one row per attempt to reach a member at a step.
 
@@ -237,6 +244,10 @@ class Contact(Base):
         UniqueConstraint("campaign_id", "step_id", "subscriber_id", "attempt", name="uq_contact_ledger_contact"),
         # the offer view and the contact trail look contacts up by subscriber and channel
         Index("ix_contact_ledger_subscriber_channel", "subscriber_id", "channel"),
+        # the queue of capacity-limited channels: only their claimed contacts are in it,
+        # so bulk SMS never touches it (queries repeat this predicate to use it)
+        Index("ix_contact_ledger_queued", "channel", "campaign_id",
+              sqlite_where=text(QUEUED_SQL), postgresql_where=text(QUEUED_SQL)),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -419,6 +430,30 @@ class FrequencyCap(Base):
     max_contacts: Mapped[int] = mapped_column(Integer)
     period: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelPolicy(Base):
+    """A channel's rules for every campaign: quiet hours (local "HH:MM" ends, the window
+    may run over midnight) and the contacts it takes per day (None: unlimited)."""
+
+    __tablename__ = "channel_policies"
+
+    channel: Mapped[str] = mapped_column(String(24), primary_key=True)
+    quiet_from: Mapped[str | None] = mapped_column(String(5))
+    quiet_until: Mapped[str | None] = mapped_column(String(5))
+    daily_capacity: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelUsage(Base):
+    """Contacts handed to a capacity-limited channel per operator's day, across campaigns.
+    The row is also the lock that keeps two steps from sharing out the same capacity."""
+
+    __tablename__ = "channel_usage"
+
+    channel: Mapped[str] = mapped_column(String(24), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import isodate
 
@@ -160,12 +161,22 @@ class _Graph:
             if self.entry is not None:
                 self._check_reachable()
         self._check_durations()
+        self._check_timezone()
         if acyclic:
             self._check_timeline()
             self._check_completion_wins()
         if self.nodes and not any(self.kind(n) in CHANNEL_KINDS for n in self.nodes):
             self.problems.append(Problem("/nodes", "the flowchart has no channel step, so it would contact no one"))
         return self.problems
+
+    def _check_timezone(self) -> None:
+        name = self.document.get("timezone")
+        if name is None:
+            return
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problems.append(Problem("/timezone", f'"{name}" is not a time zone (IANA names such as Asia/Shanghai)'))
 
     def _check_edges(self) -> bool:
         """Index the edges; False when some edge names a node that does not exist."""
@@ -408,6 +419,7 @@ class _Graph:
                 on_leave=audience.get("on_leave", "stop"),
             ),
             control_share=float(doc.get("control_share", 0)),
+            timezone=doc.get("timezone"),
             entry=self.entry or "",
             steps=steps,
         )

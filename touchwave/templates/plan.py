@@ -80,6 +80,8 @@ class Plan:
     control_share: float
     entry: str
     steps: tuple[Step, ...] = field(default=())
+    #: the clock quiet hours follow; None: the operator's time zone
+    timezone: str | None = None
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
