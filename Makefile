@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/load_subscribers.py
 	$(PY) bench/bulk_waves.py
 	$(PY) bench/segments.py
+	$(PY) bench/policy.py
 
 # Airflow standalone (its metadata DB in SQLite under var/airflow) with dags/ as its DAGs
 # folder, running against the same touchwave store and Temporal as `touchwave dev`.

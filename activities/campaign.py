@@ -60,6 +60,8 @@ class StepInput:
     window_seconds: int | None = None
     #: the campaign's time zone for quiet hours ("": the operator's)
     timezone: str = ""
+    #: members capped or lost to arbitration: "next_step" or "leave" the campaign
+    when_limited: str = "next_step"
 
 
 @dataclass
@@ -167,7 +169,8 @@ class CampaignActivities:
             return result
         adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
-            claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route)
+            claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
+                                     leave_when_limited=input.when_limited == "leave")
             result.claimed = claimed.claimed
             result.reasons.update(claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)

@@ -18,6 +18,7 @@ from touchwave import campaigns, contacts
 from touchwave.contacts import LAST_ID, Shard
 from touchwave.errors import UserError
 from touchwave.funnel import funnel_text
+from touchwave.templates.compiler import compile_template
 from touchwave.policy import capacity, channels
 from touchwave.policy.channels import ChannelRules
 from touchwave.store import Store, db
@@ -310,3 +311,23 @@ def test_the_progress_query_and_status_show_why_members_were_not_contacted(store
     n = len(members(store, low))
     assert contacts.progress(store.engine, low)["steps"]["sms_broadcast"]["statuses"] == {"suppressed:arbitration": n}
     assert f"sms_broadcast suppressed: arbitration {n}" in funnel_text(store.engine, low, campaigns.get(store, low).plan)
+
+
+def test_a_step_can_take_the_members_it_may_not_contact_out_of_the_campaign(store):
+    template = load_example("ringback_tone_download.json")
+    next(n for n in template["nodes"] if n["id"] == "sms_broadcast")["when_limited"] = "leave"
+    assert compile_template(template).step("sms_broadcast").when_limited == "leave"
+    seed(store)
+    high, low = running(store, 80), running(store, 20)
+    contacts.claim(store.engine, Shard(high), "sms_broadcast", "sms", None)
+    lost = contacts.claim(store.engine, Shard(low), "sms_broadcast", "sms", None, leave_when_limited=True)
+    with store.engine.connect() as conn:
+        states = Counter(conn.execute(text("SELECT state || ':' || reason FROM campaign_members WHERE campaign_id = :c"),
+                                      {"c": low}).scalars())
+    assert states == Counter({"suppressed:arbitration": lost.suppressed["arbitration"]})
+    assert contacts.claim(store.engine, Shard(low), "outbound_call", "outbound", None).claimed == 0
+    # by default they are deferred to the next step
+    middle = running(store, 50)
+    contacts.claim(store.engine, Shard(middle), "sms_broadcast", "sms", None)
+    assert contacts.claim(store.engine, Shard(middle), "outbound_call", "outbound", None).claimed == len(
+        members(store, middle))

@@ -115,7 +115,7 @@ def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: 
 
 
 def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str | None,
-          window_ends_at: datetime | None = None) -> Claimed:
+          window_ends_at: datetime | None = None, leave_when_limited: bool = False) -> Claimed:
     """Write a ledger row for every member of `shard` still eligible for `step_id`.
 
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
@@ -125,7 +125,9 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     write `suppressed` rows, in the same transaction, for members a do-not-disturb entry
     covers (reason `dnd`), whom another campaign has today in this channel
     (`arbitration`), or whose frequency cap is used up (`cap:<name>`): the claim proper
-    then skips them as already keyed, and no batch ever takes them.
+    then skips them as already keyed, and no batch ever takes them. Members capped or
+    lost to arbitration go on to the next step, or with `leave_when_limited` leave the
+    campaign (state `suppressed`, the reason kept).
     """
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
@@ -140,6 +142,8 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     with engine.begin() as conn:
         if not Channel(channel).passive:
             suppressed |= _apply_policy(conn, route, lock, params)
+            if leave_when_limited and set(suppressed) - {"dnd"}:
+                _leave_limited(conn, params)
         status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
         claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock)).bindparams(*when),
                                params).rowcount
@@ -152,6 +156,19 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
                 {**shard.params, **route_param, "now": now()},
             )
         return Claimed(claimed, suppressed)
+
+
+def _leave_limited(conn: Connection, params: dict) -> None:
+    """Members this step just suppressed for a cap or arbitration leave the campaign."""
+    conn.execute(text(
+        "UPDATE campaign_members SET state = 'suppressed', reason = (SELECT c.reason FROM contact_ledger c "
+        " WHERE c.campaign_id = campaign_members.campaign_id AND c.step_id = :step"
+        " AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = 1), updated_at = :now "
+        "WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
+        f"AND state IN {_ELIGIBLE_SQL} AND EXISTS (SELECT 1 FROM contact_ledger c WHERE c.campaign_id = :campaign "
+        "AND c.step_id = :step AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = 1 "
+        "AND c.status = 'suppressed' AND (c.reason = 'arbitration' OR c.reason LIKE 'cap:%'))"
+    ).bindparams(*_when("now")), params)
 
 
 def _suppress(conn: Connection, route: str | None, lock: str, params: dict, reason: str, condition: str,

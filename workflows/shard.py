@@ -102,7 +102,7 @@ class ShardWorkflow:
                 CampaignActivities.run_step,
                 StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
                           round(step.window_seconds * self.input.time_scale) if step.window_seconds else None,
-                          self.plan.timezone or ""),
+                          self.plan.timezone or "", step.when_limited),
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(seconds=self.input.heartbeat_seconds),
                 retry_policy=STEP_RETRY,

@@ -441,6 +441,7 @@ class _Graph:
             offer=node.get("offer"),
             script=node.get("script"),
             window_seconds=seconds(node["window"]) if "window" in node else None,
+            when_limited=node.get("when_limited", "next_step"),
             wait_seconds=seconds(node["wait"]) if "wait" in node else None,
             next=out[0][1]["to"] if out and kind != "split" else None,
             branches=branches if kind == "split" else (),

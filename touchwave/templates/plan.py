@@ -39,6 +39,8 @@ class Step:
     window_seconds: int | None = None
     #: wait nodes: the durable timer
     wait_seconds: int | None = None
+    #: active channels: a member capped or lost to arbitration goes on ("next_step") or "leave"s
+    when_limited: str = "next_step"
     #: every kind but split and end: the node after this one
     next: str | None = None
     #: split nodes: one branch per outcome
