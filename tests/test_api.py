@@ -82,3 +82,23 @@ def test_only_passive_channels_have_offers_to_show(store, running):
     answer = client.get("/v1/customers/13800000000/offers", params={"channel": "sms"})
     assert answer.status_code == 422 and "not a passive channel" in answer.text
     assert client.get("/openapi.json").json()["info"]["title"] == "touchwave"
+
+
+def test_the_trail_shows_what_every_channel_did_newest_first(store, running):
+    client = TestClient(create_app(store.engine))
+    msisdn = members(store, running.id)[0]
+    answer = {"campaign_id": running.id, "msisdn": msisdn, "outcome": "accepted", "channel": "hall",
+              "agent": "hall-0571-07", "note": "wants it for his mother too"}
+    assert client.post("/v1/responses", json=answer).status_code == 200
+    trail = client.get(f"/v1/customers/{msisdn}/trail").json()
+    assert [t["at"] for t in trail] == sorted((t["at"] for t in trail), reverse=True)
+    by_kind = {t["kind"]: t for t in trail}
+    assert by_kind["contact"] | {"at": None} == {
+        "at": None, "kind": "contact", "campaign_id": running.id, "campaign": running.name, "channel": "hall",
+        "what": "withdrawn", "detail": "hall_window", "reason": "completed", "agent": None, "note": None}
+    assert (by_kind["response"]["what"], by_kind["response"]["agent"], by_kind["response"]["note"]) == (
+        "accepted", "hall-0571-07", "wants it for his mother too")
+    assert (by_kind["order"]["what"], by_kind["order"]["detail"]) == ("pending", "RBT_DOWNLOAD")
+    assert len(trail) == 3
+    assert client.get("/v1/customers/13999999999/trail").status_code == 404
+    assert client.get("/v1/customers/12345/trail").status_code == 422

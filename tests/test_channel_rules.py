@@ -331,3 +331,24 @@ def test_a_step_can_take_the_members_it_may_not_contact_out_of_the_campaign(stor
     contacts.claim(store.engine, Shard(middle), "sms_broadcast", "sms", None)
     assert contacts.claim(store.engine, Shard(middle), "outbound_call", "outbound", None).claimed == len(
         members(store, middle))
+
+
+def test_a_hall_offer_budget_opens_the_windows_day_by_day(store, sim):
+    seed(store, subscribers=600)
+    made = two_campaigns_of(store, {50: 250})
+    channels.set_rules(store.engine, "hall", daily_capacity=100)
+    clock = Clock(local(24, 10))
+    step = CampaignActivities(store.engine, adapters(sim), batch_size=40, timezone=TZ, clock=clock)
+    hall = StepInput(ShardRef(made[50], 0, 0, 0, LAST_ID), "hall_window", "hall", "RBT_DOWNLOAD", "RBT_HALL",
+                     window_seconds=7 * 86_400)
+    opened = []
+    for day in (24, 25, 26):
+        clock.at = local(day, 10)
+        result = ActivityEnvironment().run(step.run_step, hall)
+        opened.append((result.sent, result.waiting_for))
+    assert opened == [(100, "capacity"), (100, "capacity"), (50, None)]
+    assert set(ledger(store, made[50])["hall_window"].values()) == {"open"}
+    with store.engine.connect() as conn:
+        reached = conn.execute(text("SELECT count(*) FROM campaign_members WHERE campaign_id = :c "
+                                    "AND state = 'contacted'"), {"c": made[50]}).scalar_one()
+    assert reached == 250

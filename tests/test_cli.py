@@ -243,3 +243,26 @@ def test_channel_rules_from_the_command_line(with_store):
     assert code == 2 and "'9pm' is not a time of day (HH:MM, 24-hour)" in err
     code, _, err = with_store("channels", "set", "outbound", "--seats", "120")
     assert code == 2 and "--seats needs --calls-per-seat" in err
+
+
+def test_refused_orders_are_listed_with_their_reason_and_retried_from_the_command_line(with_store, database_url):
+    from touchwave import contacts, orders
+    from touchwave.store import Store
+    from touchwave.store.models import Outcome
+
+    from .test_waves import members, seed
+
+    store = Store.open(database_url)
+    campaign = seed(store)
+    buyer = members(store, campaign.id)[0]
+    contacts.respond(store.engine, campaign.id, buyer, Outcome.ACCEPTED, "hall")
+    taken = orders.take_due(store.engine, 10, orders.utcnow())
+    orders.settle(store.engine, taken, [orders.Answer(taken[0].idempotency_key, False, None, "plan cannot take it")],
+                  orders.utcnow())
+    store.close()
+    code, out, _ = with_store("orders", "list", "--status", "failed")
+    assert code == 0 and buyer in out and "RBT_DOWNLOAD" in out and "plan cannot take it" in out
+    code, _, err = with_store("orders", "retry", "1", "--all-failed")
+    assert code == 2 and "not both" in err
+    assert with_store("orders", "retry", "--all-failed")[1].strip() == "1 failed order(s) back in the outbox"
+    assert "pending" in with_store("orders", "list")[1]

@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -556,10 +557,71 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _out(f"worker on {settings.temporal_address}, task queue {settings.task_queue}")
         await worker.run()
 
+    stop = _dispatch_orders_in_background(store, settings) if args.orders else None
     try:
         asyncio.run(work())
     except KeyboardInterrupt:
         _out("worker stopped")
+    finally:
+        if stop:
+            stop.set()
+    return EXIT_OK
+
+
+def _boss(settings: Settings):
+    from channel_adapters.boss import BossAdapter
+
+    return BossAdapter(settings.boss_url, rate_per_second=settings.boss_rate)
+
+
+def _dispatch_orders_in_background(store: Store, settings: Settings) -> threading.Event:
+    from touchwave.dispatcher import run_dispatcher
+
+    stop = threading.Event()
+    threading.Thread(target=run_dispatcher, args=(store.engine, _boss(settings), stop), name="orders",
+                     daemon=True).start()
+    _out(f"order dispatcher to {settings.boss_url} at {settings.boss_rate:g} orders/s")
+    return stop
+
+
+def cmd_orders_dispatch(args: argparse.Namespace) -> int:
+    from touchwave.dispatcher import dispatch_once, run_dispatcher
+
+    settings = Settings.from_env(args.database_url)
+    store = _store(args)
+    if args.once:
+        done = dispatch_once(store.engine, _boss(settings))
+        _out(f"{done.taken} order(s) taken: {done.delivered} delivered, {done.failed} refused, "
+             f"{done.retrying} to retry")
+        return EXIT_OK
+    _out(f"dispatching orders to {settings.boss_url} at {settings.boss_rate:g} orders/s (Ctrl-C stops)")
+    stop = threading.Event()
+    try:
+        run_dispatcher(store.engine, _boss(settings), stop)
+    except KeyboardInterrupt:
+        _out("dispatcher stopped")
+    return EXIT_OK
+
+
+def cmd_orders_list(args: argparse.Namespace) -> int:
+    from touchwave import orders
+
+    rows = orders.listed(_store(args).engine, args.status, args.limit)
+    if not rows:
+        _out("no orders" + (f" {args.status}" if args.status else ""))
+    for o in rows:
+        _out(f"{o.id:>8}  campaign {o.campaign_id:<5} {o.msisdn:<14} {o.offer:<18} {o.status:<10} "
+             f"attempts {o.attempts}" + (f"  {o.last_error}" if o.last_error else ""))
+    return EXIT_OK
+
+
+def cmd_orders_retry(args: argparse.Namespace) -> int:
+    from touchwave import orders
+
+    if args.all_failed and args.ids:
+        raise UserError("give order ids or --all-failed, not both")
+    count = orders.retry(_store(args).engine, None if args.all_failed else args.ids)
+    _out(f"{count} failed order(s) back in the outbox")
     return EXIT_OK
 
 
@@ -694,6 +756,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls-per-seat", type=_positive_int, help="calls one seat makes a day")
     command(chan, "list", cmd_channels_list, "every channel's quiet hours and capacity")
 
+    ords = group("orders", "the order outbox: accepted offers on their way to BOSS")
+    p = command(ords, "list", cmd_orders_list, "orders, newest last (failed ones with their reason)")
+    p.add_argument("--status", choices=("pending", "sending", "delivered", "failed"))
+    p.add_argument("--limit", type=_positive_int, default=100)
+    p = command(ords, "retry", cmd_orders_retry, "send failed orders again")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID")
+    p.add_argument("--all-failed", action="store_true")
+    p = command(ords, "dispatch", cmd_orders_dispatch, "deliver due orders to BOSS (TOUCHWAVE_BOSS_URL)")
+    p.add_argument("--once", action="store_true", help="one batch, then stop")
+
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -734,6 +806,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = groups.add_parser("worker", help="run a campaign worker against TOUCHWAVE_TEMPORAL_ADDRESS")
     p.set_defaults(handler=cmd_worker)
     p.add_argument("--batch-size", type=_positive_int, default=1000)
+    p.add_argument("--no-orders", dest="orders", action="store_false",
+                   help="do not run the order dispatcher in this worker (run `touchwave orders dispatch` elsewhere)")
     p = groups.add_parser("dev", help="run the embedded stack: Temporal dev server + UI, worker, API, simulator")
     p.set_defaults(handler=cmd_dev)
     p = groups.add_parser("demo", help="run the ringback-tone campaign end to end on the embedded stack")

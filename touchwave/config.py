@@ -59,6 +59,9 @@ class Settings:
     api_url: str = "http://127.0.0.1:8000"
     #: messages per second the SMS gateway accepts from us
     sms_rate: float = 2000.0
+    #: the billing system (BOSS/CRM) that takes accepted offers as orders, and its pace
+    boss_url: str = "http://127.0.0.1:8100"
+    boss_rate: float = 200.0
     #: where the big-data platform drops the daily tag file (tags_YYYYMMDD.csv[.gz])
     tag_drop_dir: Path = DEFAULT_VAR_DIR / "tag_drops"
     #: the operator's time zone: which day a drop belongs to (and, later, quiet hours)
@@ -84,6 +87,8 @@ class Settings:
             call_centre_url=env("TOUCHWAVE_CALL_CENTRE_URL", cls.call_centre_url),
             api_url=env("TOUCHWAVE_API_URL", cls.api_url),
             sms_rate=float(env("TOUCHWAVE_SMS_RATE", cls.sms_rate)),
+            boss_url=env("TOUCHWAVE_BOSS_URL", cls.boss_url),
+            boss_rate=float(env("TOUCHWAVE_BOSS_RATE", cls.boss_rate)),
             tag_drop_dir=Path(env("TOUCHWAVE_TAG_DROP_DIR", var_dir / "tag_drops")),
             timezone=env("TOUCHWAVE_TIMEZONE", cls.timezone),
         )

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, DateTime, Engine, bindparam, text
 
+from touchwave import orders
 from touchwave.errors import UserError
 from touchwave.config import Settings
 from touchwave.policy import arbitration
@@ -398,7 +399,8 @@ def respond(engine: Engine, campaign_id: int, msisdn: str, outcome: Outcome, cha
     """Record a customer's answer; accepted or declined ends the campaign for them everywhere.
 
     One transaction: the member's state, the withdrawal of every pending and open
-    contact of theirs in this campaign, and the response row.
+    contact of theirs in this campaign, the response row, and for a "yes" the order for
+    BOSS in the outbox.
     """
     with engine.begin() as conn:
         member = conn.execute(
@@ -436,6 +438,8 @@ def respond(engine: Engine, campaign_id: int, msisdn: str, outcome: Outcome, cha
                      "AND channel = 'outbound' AND status = 'sent' AND external_id IS NOT NULL"),
                 {"campaign": campaign_id, "subscriber": subscriber_id},
             ).scalars())
+        if outcome == Outcome.ACCEPTED:
+            orders.place(conn, campaign_id, subscriber_id, msisdn, channel)
         conn.execute(
             text("INSERT INTO responses (subscriber_id, campaign_id, channel, outcome, agent, note, at) "
                  "VALUES (:subscriber, :campaign, :channel, :outcome, :agent, :note, :now)").bindparams(*_when("now")),

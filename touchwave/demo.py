@@ -28,6 +28,17 @@ def _say(text_: str = "") -> None:
     print(text_, flush=True)
 
 
+async def _orders_delivered(store, seconds: float = 10.0) -> int:
+    """Orders delivered once the dispatcher has caught up with the last "yes"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with store.engine.connect() as conn:
+            counts = dict(conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status")).all())
+        if not counts.get("pending") and not counts.get("sending") or time.monotonic() > deadline:
+            return counts.get("delivered", 0)
+        await asyncio.sleep(0.2)
+
+
 async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_day: float = 2.0) -> None:
     database = settings.var_dir / "demo.db"
     temporal_db = settings.var_dir / "demo-temporal.db"
@@ -80,4 +91,7 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
                 {"c": campaign.id}).scalar_one()
         _say(f"\ncampaign {result.status}. Outbound calls placed to members who had already answered: "
              f"{called_after_answer}. Every call went to a member still pending or considering.")
+        delivered = await _orders_delivered(store)
+        _say(f"orders: {delivered} accepted offers delivered to BOSS (the simulator) through the outbox, "
+             f"{len(stack.sim.orders)} placed there — once each")
         _say(f"(the stack is shutting down; the Temporal history stays in {temporal_db})")

@@ -10,12 +10,14 @@ import logging
 import shutil
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from temporalio.client import Client
 
+from channel_adapters.boss import BossAdapter
 from channel_adapters.outbound import OutboundAdapter
 from channel_adapters.simulator import Simulator
 from channel_adapters.simulator.app import create_app as simulator_app
@@ -27,6 +29,7 @@ from touchwave.errors import UserError
 from touchwave.notify import ResponseNotifier
 from touchwave.store import Store, db
 from touchwave.temporal import dev_server_flags
+from touchwave.dispatcher import run_dispatcher
 from touchwave.worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,11 @@ class Stack:
         await self._serve(api_app(self.store.engine, self.outbound, self.notifier), self.ports.api, lifespan="on")
         self.worker = build_worker(self.client, self.store.engine, adapters, task_queue=self.settings.task_queue)
         self._tasks.append(asyncio.create_task(self.worker.run()))
+        # the simulator plays BOSS: accepted offers become orders there
+        self._orders_stop = threading.Event()
+        self._orders = threading.Thread(target=run_dispatcher, name="orders", daemon=True, args=(
+            self.store.engine, BossAdapter(simulator_url, rate_per_second=self.settings.boss_rate), self._orders_stop))
+        self._orders.start()
         if self.customers:
             self._tasks.append(asyncio.create_task(play_customers(self.sim, self.api_url)))
         return self
@@ -120,6 +128,9 @@ class Stack:
     async def __aexit__(self, *exc) -> None:
         for task in self._tasks[-1:] if self.customers else []:
             task.cancel()
+        if hasattr(self, "_orders"):
+            self._orders_stop.set()
+            await asyncio.to_thread(self._orders.join)
         if hasattr(self, "worker"):
             await self.worker.shutdown()
         for server in self._servers:

@@ -1,9 +1,9 @@
 """The simulator's logic as a plain object: tests drive it through `httpx.MockTransport`
 (`transport()`), the dev stack serves it over HTTP (`app.py`).
 
-It keeps what a real gateway and call centre keep — messages by id (so a repeated id is
-not sent twice), call tasks that are queued, dialled or withdrawn — and plays the
-customers: after a contact some accept, decline or consider, like real replies.
+It keeps what a real gateway, call centre and billing system keep — messages by id (so
+a repeated id is not sent twice), call tasks that are queued, dialled or withdrawn,
+orders by id (placed once) — and plays the customers: after a contact some accept, decline or consider, like real replies.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class CallTask:
 
 
 class Simulator:
-    """SMS gateway + call centre + customers. Thread-safe: adapters call it from workers."""
+    """SMS gateway + call centre + BOSS + customers. Thread-safe: adapters call it from workers."""
 
     def __init__(self, seed: int = 0, customers: CustomerModel | None = None, *,
                  fail_next: int = 0, timeout_next: int = 0, reject_numbers: set[str] | None = None,
@@ -75,6 +75,10 @@ class Simulator:
         self.dials = Counter()  # msisdn → calls actually dialled
         self.outcomes: list[SimulatedOutcome] = []
         self.requests = Counter()
+        self.orders: dict[str, str] = {}  # order id (our key) → BOSS's order number
+        self.ordered = Counter()  # (msisdn, offer) → orders actually placed
+        #: offers BOSS refuses (e.g. the customer's plan cannot take them)
+        self.refuse_offers: set[str] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -99,6 +103,7 @@ class Simulator:
                 ("POST", "/v1/sms/batch"): self._sms_batch,
                 ("POST", "/v1/calls/tasks"): self._call_tasks,
                 ("POST", "/v1/calls/withdraw"): self._withdraw,
+                ("POST", "/v1/orders"): self._orders,
             }.get((request.method, request.url.path))
             if route is None:
                 return httpx.Response(404, json={"error": f"no route {request.method} {request.url.path}"})
@@ -154,6 +159,21 @@ class Simulator:
                 self.dials[task.msisdn] += 1
                 self._customer_answers(task.campaign_id, task.msisdn, "outbound")
         return len(queued)
+
+    # -- BOSS ---------------------------------------------------------------------------------
+
+    def _orders(self, body: dict) -> dict:
+        results = []
+        for order in body["orders"]:
+            key = order["id"]
+            if order["offer"] in self.refuse_offers:
+                results.append({"id": key, "status": "rejected", "reason": f"offer {order['offer']} not orderable"})
+                continue
+            if key not in self.orders:  # a repeated id is the same order, not a second one
+                self.orders[key] = f"boss-{next(self._ids)}"
+                self.ordered[(order["msisdn"], order["offer"])] += 1
+            results.append({"id": key, "status": "accepted", "order_id": self.orders[key]})
+        return {"results": results}
 
     # -- customers --------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from touchwave.responses import record_response
 from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome
 from touchwave.store.subscribers import normalise_msisdn
 from touchwave.templates.plan import Plan
+from touchwave.trail import trail
 
 
 class ResponseIn(BaseModel):
@@ -56,6 +57,19 @@ class OfferOut(BaseModel):
     considering: bool
     #: a do-not-disturb entry covers this customer: show the offer if asked, do not push it
     do_not_push: bool = False
+
+
+class TrailOut(BaseModel):
+    at: datetime
+    kind: str = Field(description="contact, response or order")
+    campaign_id: int
+    campaign: str
+    channel: str
+    what: str = Field(description="a contact's status, a response's outcome, an order's status")
+    detail: str | None = Field(default=None, description="a contact's step, an order's offer")
+    reason: str | None = Field(default=None, description="why a contact was suppressed, failed or withdrawn")
+    agent: str | None = None
+    note: str | None = None
 
 
 class DndIn(BaseModel):
@@ -117,6 +131,15 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         if channel not in PASSIVE_CHANNELS:
             raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
         return _open_offers(engine, _msisdn(msisdn), channel)
+
+    @app.get("/v1/customers/{msisdn}/trail", response_model=list[TrailOut])
+    def customer_trail(msisdn: str, limit: int = Query(200, ge=1, le=1000)) -> list[TrailOut]:
+        """Every contact, suppression, answer and order of this customer across channels
+        and campaigns, newest first."""
+        entries = trail(engine, _msisdn(msisdn), limit)
+        if entries is None:
+            raise HTTPException(status_code=404, detail=f"{msisdn} is not a subscriber")
+        return [TrailOut(**dataclasses.asdict(e)) for e in entries]
 
     @app.put("/v1/dnd/{msisdn}", response_model=DndOut)
     def put_dnd(msisdn: str, body: DndIn) -> DndOut:

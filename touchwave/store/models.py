@@ -456,6 +456,45 @@ class ChannelUsage(Base):
     used: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class OrderStatus(enum.StrEnum):
+    """An order's way to BOSS: pending (waiting, or retrying after a transient error) →
+    sending (a dispatcher holds it) → delivered | failed (BOSS refused it, or retries ran out)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Order(Base):
+    """The order outbox: an accepted offer becomes an order for the billing system (BOSS)
+    in the transaction that records the answer; a dispatcher delivers it, once."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_orders_idempotency_key"),
+        # dispatchers pick due orders; the CLI lists them by status
+        Index("ix_orders_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    msisdn: Mapped[str] = mapped_column(String(20))
+    offer: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    #: `order:<campaign>:<subscriber>`: one order per customer per campaign, and BOSS's dedupe key
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus, "order_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: when a pending order may be sent (retries back off); a sending order's lease end
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    boss_order_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:
     """The contact's key, as stored in the ledger and sent to gateways."""
     return f"{campaign_id}:{step_id}:{subscriber_id}:{attempt}"
