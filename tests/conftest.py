@@ -87,3 +87,14 @@ async def temporal():
     await register_search_attributes(env.client)
     yield env
     await env.shutdown()
+
+
+def api_client(engine, role: str = "agent", user: str | None = None, **app_options):
+    """A test client of the API holding a fresh token of `role`."""
+    from fastapi.testclient import TestClient
+
+    from touchwave import tokens
+    from touchwave.api.app import create_app
+
+    token = tokens.create(engine, user or f"test-{role}", role)
+    return TestClient(create_app(engine, **app_options), headers={"Authorization": f"Bearer {token}"})

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from touchwave import campaigns, contacts
-from touchwave.api.app import create_app
 from touchwave.contacts import Shard
 
+from .conftest import api_client
 from .test_waves import members, seed
 
 
@@ -25,7 +24,7 @@ def running(store):
 
 
 def test_the_hall_sees_the_offer_with_its_script_until_the_customer_answers(store, running):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     msisdn = members(store, running.id)[0]
     [offer] = client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()
     assert (offer["campaign_id"], offer["offer"], offer["price"]) == (running.id, "RBT_DOWNLOAD", "5.00")
@@ -41,7 +40,7 @@ def test_the_hall_sees_the_offer_with_its_script_until_the_customer_answers(stor
 
 
 def test_considering_keeps_the_offer_and_flags_it(store, running):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     msisdn = members(store, running.id)[1]
     client.post("/v1/responses", json={"campaign_id": running.id, "msisdn": msisdn, "outcome": "considering",
                                        "channel": "hotline"})
@@ -60,7 +59,7 @@ def test_considering_keeps_the_offer_and_flags_it(store, running):
     ],
 )
 def test_bad_responses_get_a_4xx_with_the_reason(store, running, body, status, words):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     valid = {"campaign_id": running.id, "msisdn": members(store, running.id)[0], "outcome": "accepted",
              "channel": "hall"}
     answer = client.post("/v1/responses", json={**valid, **body})
@@ -69,7 +68,7 @@ def test_bad_responses_get_a_4xx_with_the_reason(store, running, body, status, w
 
 
 def test_a_declined_customer_cannot_be_turned_into_an_acceptance(store, running):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     msisdn = members(store, running.id)[2]
     base = {"campaign_id": running.id, "msisdn": msisdn, "channel": "sms"}
     assert client.post("/v1/responses", json={**base, "outcome": "declined"}).status_code == 200
@@ -78,14 +77,14 @@ def test_a_declined_customer_cannot_be_turned_into_an_acceptance(store, running)
 
 
 def test_only_passive_channels_have_offers_to_show(store, running):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     answer = client.get("/v1/customers/13800000000/offers", params={"channel": "sms"})
     assert answer.status_code == 422 and "not a passive channel" in answer.text
     assert client.get("/openapi.json").json()["info"]["title"] == "touchwave"
 
 
 def test_the_trail_shows_what_every_channel_did_newest_first(store, running):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     msisdn = members(store, running.id)[0]
     answer = {"campaign_id": running.id, "msisdn": msisdn, "outcome": "accepted", "channel": "hall",
               "agent": "hall-0571-07", "note": "wants it for his mother too"}

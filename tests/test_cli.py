@@ -266,3 +266,23 @@ def test_refused_orders_are_listed_with_their_reason_and_retried_from_the_comman
     assert code == 2 and "not both" in err
     assert with_store("orders", "retry", "--all-failed")[1].strip() == "1 failed order(s) back in the outbox"
     assert "pending" in with_store("orders", "list")[1]
+
+
+def test_tokens_from_the_command_line(with_store, database_url):
+    from touchwave import tokens
+    from touchwave.store import Store
+
+    code, out, err = with_store("token", "create", "--role", "agent", "--user", "hall-0571")
+    token = out.strip()
+    assert code == 0 and token.startswith("tw_") and "shown once" in err
+    store = Store.open(database_url)
+    try:
+        principal = tokens.verify(store.engine, token)
+    finally:
+        store.close()
+    assert (principal.user, principal.role.value) == ("hall-0571", "agent")
+    code, out, _ = with_store("token", "list")
+    assert "hall-0571" in out and "agent" in out and token not in out
+    assert with_store("token", "revoke", "1")[0] == 0
+    code, _, err = with_store("token", "revoke", "1")
+    assert code == 2 and "no live token with id 1" in err

@@ -7,10 +7,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from touchwave import campaigns, contacts
-from touchwave.api.app import create_app
 from touchwave.contacts import Shard
 from touchwave.errors import UserError
 from touchwave.policy import dnd
@@ -18,6 +16,7 @@ from touchwave.store.models import DndSource
 
 from channel_adapters.base import Message
 
+from .conftest import api_client
 from .test_waves import adapters, ledger, members, seed, sim, start  # noqa: F401 (fixture)
 
 
@@ -55,7 +54,7 @@ def test_a_passive_channel_shows_the_offer_flagged_not_to_push(store, covered):
     claimed = contacts.claim(store.engine, Shard(campaign.id), "hall_window", "hall", None,
                              window_ends_at=contacts.now() + timedelta(days=14))
     assert claimed.suppressed == {}
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
 
     def flag(msisdn: str) -> bool:
         [offer] = client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()
@@ -97,7 +96,7 @@ def test_a_new_entry_stops_contacts_claimed_but_not_yet_sent_and_queued_calls(st
 
 
 def test_the_api_adds_lists_and_removes_entries(store):
-    client = TestClient(create_app(store.engine))
+    client = api_client(store.engine)
     body = {"scope": "channel:sms", "source": "complaint", "expires_at": "2027-01-31T00:00:00Z", "note": "投诉"}
     added = client.put("/v1/dnd/+86 138-0000-0001", json=body)
     assert added.status_code == 200 and added.json()["msisdn"] == "13800000001"

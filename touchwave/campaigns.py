@@ -15,6 +15,7 @@ from touchwave.store import Store
 from touchwave.store.db import analyze
 from touchwave.store.models import (
     Campaign,
+    CampaignAudit,
     CampaignMember,
     CampaignStatus,
     FlowchartTemplate,
@@ -64,6 +65,8 @@ def create(store: Store, template: str, created_by: str, version: int | None = N
                             priority=plan.priority, business_line=plan.business_line, created_by=created_by)
         session.add(campaign)
         session.flush()
+        session.add(CampaignAudit(campaign_id=campaign.id, actor=created_by, action="create", from_status=None,
+                                  to_status=CampaignStatus.DRAFT.value))
         count = _add_members(session.connection(), campaign.id, plan, cohort=0, today=today)
         return CampaignInfo(campaign.id, campaign.name, stored.name, stored.version, campaign.status, count, plan)
 

@@ -347,6 +347,33 @@ def cmd_channels_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from touchwave import tokens
+
+    token = tokens.create(_store(args).engine, args.user, args.role)
+    _out(token)
+    print(f"token for {args.user} as {args.role}: shown once, keep it (the store has only its hash)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from touchwave import tokens
+
+    for t in tokens.listed(_store(args).engine):
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "live"
+        _out(f"{t.id:>5}  {t.user:<24} {t.role.value:<11} created {t.created_at:%Y-%m-%d}  {state}")
+    return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from touchwave import tokens
+
+    tokens.revoke(_store(args).engine, args.id)
+    _out(f"token {args.id} revoked")
+    return EXIT_OK
+
+
 # -- templates -----------------------------------------------------------------------
 
 
@@ -765,6 +792,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-failed", action="store_true")
     p = command(ords, "dispatch", cmd_orders_dispatch, "deliver due orders to BOSS (TOUCHWAVE_BOSS_URL)")
     p.add_argument("--once", action="store_true", help="one batch, then stop")
+
+    toks = group("token", "API tokens: who calls the API, in which role")
+    p = command(toks, "create", cmd_token_create, "a new token (printed once)")
+    p.add_argument("--role", required=True, choices=("agent", "configurer", "approver", "operator", "analyst", "admin"))
+    p.add_argument("--user", default=os.environ.get("TOUCHWAVE_USER") or getpass.getuser())
+    command(toks, "list", cmd_token_list, "tokens, revoked ones included (never the tokens themselves)")
+    p = command(toks, "revoke", cmd_token_revoke, "stop a token working")
+    p.add_argument("id", type=int)
 
     templates = group("template", "flowchart templates")
     p = command(templates, "validate", cmd_template_validate, "check templates (no store needed)")

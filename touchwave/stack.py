@@ -24,6 +24,7 @@ from channel_adapters.simulator.app import create_app as simulator_app
 from channel_adapters.simulator.app import play_customers
 from channel_adapters.sms import SmsAdapter
 from touchwave.api.app import create_app as api_app
+from touchwave import tokens
 from touchwave.config import Settings
 from touchwave.errors import UserError
 from touchwave.notify import ResponseNotifier
@@ -97,7 +98,8 @@ class Stack:
         adapters = {"sms": SmsAdapter(simulator_url, rate_per_second=self.settings.sms_rate), "outbound": self.outbound}
         await self._serve(simulator_app(self.sim), self.ports.simulator)
         self.notifier = ResponseNotifier(self.client)
-        await self._serve(api_app(self.store.engine, self.outbound, self.notifier), self.ports.api, lifespan="on")
+        await self._serve(api_app(self.store.engine, self.outbound, self.notifier, temporal=self.client,
+                                  task_queue=self.settings.task_queue), self.ports.api, lifespan="on")
         self.worker = build_worker(self.client, self.store.engine, adapters, task_queue=self.settings.task_queue)
         self._tasks.append(asyncio.create_task(self.worker.run()))
         # the simulator plays BOSS: accepted offers become orders there
@@ -106,7 +108,8 @@ class Stack:
             self.store.engine, BossAdapter(simulator_url, rate_per_second=self.settings.boss_rate), self._orders_stop))
         self._orders.start()
         if self.customers:
-            self._tasks.append(asyncio.create_task(play_customers(self.sim, self.api_url)))
+            agents = tokens.create(self.store.engine, "simulated agents", "agent")
+            self._tasks.append(asyncio.create_task(play_customers(self.sim, self.api_url, agents)))
         return self
 
     async def _connect(self) -> Client:

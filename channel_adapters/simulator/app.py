@@ -36,11 +36,13 @@ def create_app(sim: Simulator) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "POST", "DELETE"])])
 
 
-async def play_customers(sim: Simulator, api_url: str, every_seconds: float = 0.5, walk_ins_per_tick: int = 40,
-                         hall_accept: float = 0.12, hall_decline: float = 0.05, seed: int = 0) -> None:
-    """Until cancelled: agents dial queued calls, customers answer, some walk into a hall."""
+async def play_customers(sim: Simulator, api_url: str, token: str, every_seconds: float = 0.5,
+                         walk_ins_per_tick: int = 40, hall_accept: float = 0.12, hall_decline: float = 0.05,
+                         seed: int = 0) -> None:
+    """Until cancelled: agents dial queued calls, customers answer, some walk into a hall.
+    The agents call touchwave's API with `token` (role agent)."""
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
         while True:
             await asyncio.sleep(every_seconds)
             await asyncio.to_thread(sim.dial_queued)

@@ -1,7 +1,9 @@
 """HTTP API, versioned under /v1.
 
-This is the minimal API of the wave engine: recording a customer's answer from any
-channel, and the offers a passive channel shows. The offer-view issue extends it.
+Customers' answers from any channel, the offers a passive channel shows, the shared
+contact trail, do-not-disturb entries, tokens; templates and the campaign lifecycle
+(`touchwave.api.lifecycle`). Every /v1 endpoint needs a bearer token with a fitting role
+(`touchwave.api.auth`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import JSON, DateTime, Engine, bindparam, text
+from temporalio.client import Client
 
 from channel_adapters.outbound import OutboundAdapter
 from touchwave.contacts import NotTargeted, now
@@ -22,7 +25,10 @@ from touchwave.errors import UserError
 from touchwave.notify import ResponseNotifier
 from touchwave.policy import dnd
 from touchwave.responses import record_response
-from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome
+from touchwave import tokens
+from touchwave.api.auth import roles_check
+from touchwave.api.lifecycle import router as lifecycle_router
+from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome, Role
 from touchwave.store.subscribers import normalise_msisdn
 from touchwave.templates.plan import Plan
 from touchwave.trail import trail
@@ -72,6 +78,15 @@ class TrailOut(BaseModel):
     note: str | None = None
 
 
+class TokenIn(BaseModel):
+    user: str = Field(min_length=1, max_length=100)
+    role: Role
+
+
+class TokenOut(TokenIn):
+    token: str
+
+
 class DndIn(BaseModel):
     scope: str = Field(description="global, channel:<channel> or business_line:<line>", max_length=80)
     source: DndSource
@@ -89,9 +104,13 @@ class DndOut(BaseModel):
 
 
 def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
-               notifier: ResponseNotifier | None = None) -> FastAPI:
+               notifier: ResponseNotifier | None = None, temporal: Client | None = None,
+               task_queue: str = "touchwave-campaigns") -> FastAPI:
     """The API; with a `notifier`, campaign workflows hear about answers in batches (its
-    flush loop runs for the app's lifetime)."""
+    flush loop runs for the app's lifetime); with `temporal`, operators start, pause,
+    resume and cancel campaigns through it. Every /v1 endpoint takes a bearer token whose
+    role may do what the endpoint does."""
+    allow = roles_check(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,7 +129,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         return {"status": "ok"}
 
     @app.post("/v1/responses", response_model=ResponseOut)
-    def post_response(body: ResponseIn) -> ResponseOut:
+    def post_response(body: ResponseIn, _=allow(Role.AGENT)) -> ResponseOut:
         """Accepted or declined ends the campaign for the customer in every channel at once;
         considering keeps them in and re-offers at the next contact. Idempotent."""
         msisdn = _msisdn(body.msisdn)
@@ -125,7 +144,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                            withdrawn_calls=len(completion.queued_calls))
 
     @app.get("/v1/customers/{msisdn}/offers", response_model=list[OfferOut])
-    def offers(msisdn: str, channel: Channel = Query(...)) -> list[OfferOut]:
+    def offers(msisdn: str, channel: Channel = Query(...), _=allow(Role.AGENT)) -> list[OfferOut]:
         """What a passive channel shows this customer now: open offer windows of campaigns
         they have not completed, highest priority first."""
         if channel not in PASSIVE_CHANNELS:
@@ -133,7 +152,8 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         return _open_offers(engine, _msisdn(msisdn), channel)
 
     @app.get("/v1/customers/{msisdn}/trail", response_model=list[TrailOut])
-    def customer_trail(msisdn: str, limit: int = Query(200, ge=1, le=1000)) -> list[TrailOut]:
+    def customer_trail(msisdn: str, limit: int = Query(200, ge=1, le=1000),
+                       _=allow(Role.AGENT, Role.ANALYST, Role.OPERATOR)) -> list[TrailOut]:
         """Every contact, suppression, answer and order of this customer across channels
         and campaigns, newest first."""
         entries = trail(engine, _msisdn(msisdn), limit)
@@ -142,7 +162,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         return [TrailOut(**dataclasses.asdict(e)) for e in entries]
 
     @app.put("/v1/dnd/{msisdn}", response_model=DndOut)
-    def put_dnd(msisdn: str, body: DndIn) -> DndOut:
+    def put_dnd(msisdn: str, body: DndIn, _=allow(Role.AGENT, Role.OPERATOR)) -> DndOut:
         """Add (or update) a do-not-disturb entry: active channels stop contacting the
         number at this scope from the next claim on."""
         try:
@@ -153,13 +173,13 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         return DndOut(**dataclasses.asdict(entry))
 
     @app.get("/v1/dnd/{msisdn}", response_model=list[DndOut])
-    def get_dnd(msisdn: str) -> list[DndOut]:
+    def get_dnd(msisdn: str, _=allow(Role.AGENT, Role.OPERATOR, Role.ANALYST)) -> list[DndOut]:
         """Every entry of the number, expired ones included."""
         with engine.connect() as conn:
             return [DndOut(**dataclasses.asdict(e)) for e in dnd.entries_for(conn, _msisdn(msisdn))]
 
     @app.delete("/v1/dnd/{msisdn}", status_code=204)
-    def delete_dnd(msisdn: str, scope: str = Query(...)) -> None:
+    def delete_dnd(msisdn: str, scope: str = Query(...), _=allow(Role.AGENT, Role.OPERATOR)) -> None:
         try:
             removed = dnd.remove(engine, msisdn, scope)
         except UserError as exc:
@@ -167,6 +187,12 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         if not removed:
             raise HTTPException(status_code=404, detail=f"no do-not-disturb entry for {msisdn} at {scope}")
 
+    @app.post("/v1/tokens", response_model=TokenOut, status_code=201)
+    def create_token(body: TokenIn, _=allow(Role.ADMIN)) -> TokenOut:
+        """A new token; the response is the only time it is shown."""
+        return TokenOut(user=body.user, role=body.role, token=tokens.create(engine, body.user, body.role.value))
+
+    app.include_router(lifecycle_router(engine, allow, temporal, task_queue))
     return app
 
 

@@ -495,6 +495,46 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Role(enum.StrEnum):
+    """What an API token may do."""
+
+    AGENT = "agent"  # hall and 10086 agents: offers, trail, answers, do-not-disturb requests
+    CONFIGURER = "configurer"  # templates, draft campaigns, submit them
+    APPROVER = "approver"  # approve or reject a submitted campaign (never their own)
+    OPERATOR = "operator"  # start, pause, resume, cancel
+    ANALYST = "analyst"  # progress and reports
+    ADMIN = "admin"  # tokens; passes every role check
+
+
+class ApiToken(Base):
+    """A bearer token: only its SHA-256 is stored (tokens are 256 random bits, so a plain
+    hash is enough; a slow password hash would add nothing but latency per request)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column("user_name", String(100))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class CampaignAudit(Base):
+    """Every lifecycle step of a campaign: who, when, from which status to which, why."""
+
+    __tablename__ = "campaign_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(24))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:
     """The contact's key, as stored in the ledger and sent to gateways."""
     return f"{campaign_id}:{step_id}:{subscriber_id}:{attempt}"
