@@ -14,7 +14,9 @@ import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import JSON, DateTime, Engine, bindparam, text
 from temporalio.client import Client
@@ -27,6 +29,7 @@ from touchwave.policy import dnd
 from touchwave.responses import record_response
 from touchwave import tokens
 from touchwave.api.auth import roles_check
+from touchwave.api.lifecycle import INT32
 from touchwave.api.lifecycle import router as lifecycle_router
 from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome, Role
 from touchwave.store.subscribers import normalise_msisdn
@@ -35,7 +38,7 @@ from touchwave.trail import trail
 
 
 class ResponseIn(BaseModel):
-    campaign_id: int = Field(gt=0)
+    campaign_id: int = Field(gt=0, le=INT32)
     msisdn: str = Field(min_length=11, max_length=16)
     outcome: Outcome
     channel: Channel
@@ -121,6 +124,13 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             await asyncio.gather(flushing, return_exceptions=True)
 
     app = FastAPI(title="touchwave", version="1", description="Multi-channel campaign engine", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, not the input echoed back (it may not even be JSON
+        that can be written out again: a bare `Infinity` made the default handler fail)."""
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": [str(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]})
 
     @app.get("/healthz")
     def health() -> dict[str, str]:

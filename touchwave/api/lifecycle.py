@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from temporalio.client import Client
@@ -24,6 +24,9 @@ from touchwave.templates.compiler import compile_template
 from touchwave.templates.problems import TemplateInvalid
 
 R = Role
+#: ids are 32-bit in the store: a bigger one is a 422, not a database error
+INT32 = 2**31 - 1
+CampaignId = Annotated[int, Path(gt=0, le=INT32, description="a campaign's id")]
 #: who may take each lifecycle step
 STEP_ROLES: dict[str, tuple[Role, ...]] = {
     "submit": (R.CONFIGURER,), "approve": (R.APPROVER,), "reject": (R.APPROVER,),
@@ -42,7 +45,7 @@ class TemplateOut(BaseModel):
 
 class CampaignIn(BaseModel):
     template: str = Field(min_length=1, max_length=100)
-    version: int | None = Field(default=None, gt=0)
+    version: int | None = Field(default=None, gt=0, le=INT32)
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -117,13 +120,13 @@ def router(engine: Engine, allow, temporal: Client | None = None, task_queue: st
         return _out(made)
 
     @api.get("/campaigns/{campaign_id}", response_model=CampaignOut)
-    def show(campaign_id: int, _=allow(*READERS)) -> CampaignOut:
+    def show(campaign_id: CampaignId, _=allow(*READERS)) -> CampaignOut:
         """The campaign with its live funnel: contacts per step by status and reason,
         members by state, answers by channel."""
         return _out(_campaign(campaign_id), contacts.progress(engine, campaign_id))
 
     @api.get("/campaigns/{campaign_id}/audit", response_model=list[AuditOut])
-    def audit(campaign_id: int, _=allow(*READERS)) -> list[AuditOut]:
+    def audit(campaign_id: CampaignId, _=allow(*READERS)) -> list[AuditOut]:
         _campaign(campaign_id)
         return [AuditOut(**dataclasses.asdict(e)) for e in lifecycle.audit(engine, campaign_id)]
 
@@ -140,7 +143,7 @@ def router(engine: Engine, allow, temporal: Client | None = None, task_queue: st
 
 def _step_endpoint(api: APIRouter, engine: Engine, store: Store, action: str, allowed, temporal: Client | None,
                    task_queue: str) -> None:
-    async def step(campaign_id: int, body: StepIn | None = None, who=allowed) -> StepOut:
+    async def step(campaign_id: CampaignId, body: StepIn | None = None, who=allowed) -> StepOut:
         comment = body.comment if body else None
         try:
             current = await asyncio.to_thread(lifecycle.check, engine, campaign_id, action, who.user)
