@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, DateTime, Engine, bindparam, text
+from sqlalchemy import Connection, DateTime, Engine, bindparam, select, text
 from temporalio.client import Client
 
 from channel_adapters.outbound import OutboundAdapter
@@ -31,7 +31,7 @@ from touchwave import tokens
 from touchwave.api.auth import roles_check
 from touchwave.api.lifecycle import INT32
 from touchwave.api.lifecycle import router as lifecycle_router
-from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome, Role
+from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, FlowchartTemplate, Outcome, Role
 from touchwave.store.subscribers import normalise_msisdn
 from touchwave.templates.plan import Plan
 from touchwave.trail import trail
@@ -213,11 +213,23 @@ def _msisdn(raw: str) -> str:
     return msisdn
 
 
+#: compiled plans by template version id: versions never change, so they are read once
+_PLANS: dict[int, Plan] = {}
+
+
+def _plan(conn: Connection, template_id: int) -> Plan:
+    plan = _PLANS.get(template_id)
+    if plan is None:
+        stored = conn.execute(select(FlowchartTemplate.plan).where(FlowchartTemplate.id == template_id)).scalar_one()
+        plan = _PLANS[template_id] = Plan.from_dict(stored)
+    return plan
+
+
 def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT c.campaign_id, k.name, k.priority, k.business_line, c.step_id, c.window_ends_at, m.state, t.plan "
+                "SELECT c.campaign_id, k.name, k.priority, k.business_line, c.step_id, c.window_ends_at, m.state, t.id "
                 "FROM subscribers s "
                 "JOIN contact_ledger c ON c.subscriber_id = s.id AND c.channel = :channel AND c.status = 'open' "
                 "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = s.id "
@@ -228,13 +240,13 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
                 "ORDER BY k.priority DESC, c.window_ends_at"
             )
             .bindparams(bindparam("now", type_=DateTime(timezone=True)))
-            .columns(window_ends_at=DateTime(timezone=True), plan=JSON),
+            .columns(window_ends_at=DateTime(timezone=True)),
             {"channel": channel.value, "msisdn": msisdn, "now": now()},
         ).all()
         entries = dnd.entries_for(conn, msisdn, in_force_only=True)
         result = []
-        for campaign_id, name, priority, business_line, step_id, ends, state, plan in rows:
-            step = Plan.from_dict(plan).step(step_id)
+        for campaign_id, name, priority, business_line, step_id, ends, state, template_id in rows:
+            step = _plan(conn, template_id).step(step_id)
             offer = conn.execute(
                 text("SELECT o.name, o.price, sc.text FROM offers o JOIN scripts sc ON sc.offer_id = o.id "
                      "WHERE o.code = :offer AND sc.code = :script"),
