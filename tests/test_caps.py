@@ -65,27 +65,32 @@ def subscriber_ids(store, msisdns: list[str]) -> dict[str, int]:
 ROUNDS = 6
 
 
+def claim_at_once(store, campaign_ids: list[int], step: str = "sms_broadcast", channel: str = "sms") -> None:
+    """The campaigns claim the step for their members at the same moment, one thread each."""
+    start = threading.Barrier(len(campaign_ids))
+    failures: list[BaseException] = []
+
+    def claim(campaign_id: int) -> None:
+        start.wait()
+        try:
+            contacts.claim(store.engine, Shard(campaign_id), step, channel, None)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(c,)) for c in campaign_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
 def test_two_campaigns_claiming_the_last_allowed_sms_at_once_give_it_to_exactly_one(store):
     seed(store)
     caps.set_cap(store.engine, caps.cap("sms_weekly", "sms", 1, "P7D"))
     for _ in range(ROUNDS):
         pair = [second_campaign(store), second_campaign(store)]
-        start = threading.Barrier(2)
-        failures: list[BaseException] = []
-
-        def claim(campaign) -> None:
-            start.wait()
-            try:
-                contacts.claim(store.engine, Shard(campaign.id), "sms_broadcast", "sms", None)
-            except BaseException as exc:  # re-raised below, in the test's thread
-                failures.append(exc)
-
-        threads = [threading.Thread(target=claim, args=(c,)) for c in pair]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not failures
+        claim_at_once(store, [c.id for c in pair])
         got = Counter(m for c in pair for m, status in ledger(store, c.id)["sms_broadcast"].items()
                       if status == "claimed")
         assert set(got.values()) == {1} and len(got) == len(members(store, pair[0].id))

@@ -3,7 +3,6 @@ the contact policy, at the step (activity) and on the time-skipping Temporal ser
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from touchwave.temporal import start_campaign
 from touchwave.worker import build_worker
 
 from .conftest import load_example
+from .test_caps import claim_at_once
 from .test_waves import CampaignWorker, adapters, ledger, members, seed, sim  # noqa: F401 (fixture)
 
 TZ = "Asia/Shanghai"
@@ -280,22 +280,7 @@ def test_campaigns_claiming_the_same_people_at_once_contact_each_once(store):
     seed(store)
     for _ in range(4):
         trio = [running(store, 50), running(store, 50), running(store, 70)]
-        start = threading.Barrier(len(trio))
-        failures: list[BaseException] = []
-
-        def claim(campaign_id: int) -> None:
-            start.wait()
-            try:
-                contacts.claim(store.engine, Shard(campaign_id), "sms_broadcast", "sms", None)
-            except BaseException as exc:  # re-raised below, in the test's thread
-                failures.append(exc)
-
-        threads = [threading.Thread(target=claim, args=(c,)) for c in trio]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not failures
+        claim_at_once(store, trio)
         assert set(sms_today(store).values()) == {1} and len(sms_today(store)) == len(members(store, trio[0]))
         for campaign_id in trio:  # these campaigns end: the next round starts on a clear day
             campaigns.set_status(store.engine, campaign_id, CampaignStatus.FINISHED)

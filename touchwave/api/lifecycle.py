@@ -4,8 +4,6 @@ and walk them through their lifecycle by role — the CLI and any console are cl
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path
@@ -71,15 +69,6 @@ class StepOut(BaseModel):
     to_status: str
 
 
-class AuditOut(BaseModel):
-    at: datetime
-    actor: str
-    action: str
-    from_status: str | None
-    to_status: str
-    comment: str | None
-
-
 def _invalid(exc: TemplateInvalid) -> HTTPException:
     """Every problem next to its JSON path, as the CLI prints them."""
     return HTTPException(422, [{"path": p.path, "message": p.message} for p in exc.problems])
@@ -125,10 +114,11 @@ def router(engine: Engine, allow, temporal: Client | None = None, task_queue: st
         members by state, answers by channel."""
         return _out(_campaign(campaign_id), contacts.progress(engine, campaign_id))
 
-    @api.get("/campaigns/{campaign_id}/audit", response_model=list[AuditOut])
-    def audit(campaign_id: CampaignId, _=allow(*READERS)) -> list[AuditOut]:
+    @api.get("/campaigns/{campaign_id}/audit", response_model=list[lifecycle.AuditEntry])
+    def audit(campaign_id: CampaignId, _=allow(*READERS)) -> list[lifecycle.AuditEntry]:
+        """Every lifecycle step: who, when, from which status to which, and why."""
         _campaign(campaign_id)
-        return [AuditOut(**dataclasses.asdict(e)) for e in lifecycle.audit(engine, campaign_id)]
+        return lifecycle.audit(engine, campaign_id)
 
     def _campaign(campaign_id: int) -> campaigns.CampaignInfo:
         try:
