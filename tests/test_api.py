@@ -9,7 +9,7 @@ import pytest
 from touchwave import campaigns, contacts
 from touchwave.contacts import Shard
 
-from .conftest import api_client
+from .conftest import api_client, load_example
 from .test_waves import members, seed
 
 
@@ -29,6 +29,8 @@ def test_the_hall_sees_the_offer_with_its_script_until_the_customer_answers(stor
     [offer] = client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()
     assert (offer["campaign_id"], offer["offer"], offer["price"]) == (running.id, "RBT_DOWNLOAD", "5.00")
     assert offer["script"].startswith("您好，看到您还没有开通彩铃")
+    # why this customer: the campaign's audience rule, for the agent to read
+    assert (offer["segment"], offer["rule"]) == (None, load_example("ringback_tone_download.json")["audience"]["rule"])
     assert client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hotline"}).json() == []
 
     body = {"campaign_id": running.id, "msisdn": msisdn, "outcome": "accepted", "channel": "hall", "agent": "h-1"}

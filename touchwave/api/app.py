@@ -66,6 +66,9 @@ class OfferOut(BaseModel):
     considering: bool
     #: a do-not-disturb entry covers this customer: show the offer if asked, do not push it
     do_not_push: bool = False
+    #: why this customer is targeted: the campaign's named segment, or its inline rule
+    segment: str | None = None
+    rule: dict | None = None
 
 
 class TrailOut(BaseModel):
@@ -246,7 +249,8 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
         entries = dnd.entries_for(conn, msisdn, in_force_only=True)
         result = []
         for campaign_id, name, priority, business_line, step_id, ends, state, template_id in rows:
-            step = _plan(conn, template_id).step(step_id)
+            plan = _plan(conn, template_id)
+            step = plan.step(step_id)
             offer = conn.execute(
                 text("SELECT o.name, o.price, sc.text FROM offers o JOIN scripts sc ON sc.offer_id = o.id "
                      "WHERE o.code = :offer AND sc.code = :script"),
@@ -258,5 +262,6 @@ def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut
                 window_ends_at=ends,
                 considering=state == "considering",
                 do_not_push=dnd.applies(entries, channel.value, business_line),
+                segment=plan.audience.segment, rule=plan.audience.rule,
             ))
     return result
