@@ -170,7 +170,7 @@ class CampaignActivities:
         adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
             claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
-                                     leave_when_limited=input.when_limited == "leave")
+                                     leave_when_limited=input.when_limited == "leave", timezone=self.timezone)
             result.claimed = claimed.claimed
             result.reasons.update(claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
@@ -189,7 +189,7 @@ class CampaignActivities:
                     batch = capacity.hand_out(self.engine, shard, input.step_id, input.channel, rules.daily_capacity,
                                               channels.day_of(now, self.timezone), self.batch_size, window)
                     if not batch and contacts.mark_waiting(self.engine, shard, input.step_id, "capacity"):
-                        return result.wait("capacity", channels.next_day_starts(now, self.timezone))
+                        return result.wait("capacity", channels.day_starts(now, self.timezone, later=1))
                 if not batch:
                     return result
                 after = batch[-1].subscriber_id

@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, DateTime, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from touchwave import orders
 from touchwave.errors import UserError
 from touchwave.config import Settings
-from touchwave.policy import arbitration
+from touchwave.policy import arbitration, channels
 from touchwave.policy import caps as caps_policy
 from touchwave.policy import dnd as dnd_policy
-from touchwave.store.models import Channel, ContactStatus, MemberState, Outcome
+from touchwave.store.models import Channel, ContactStatus, MemberState, Outcome, utc_binds
 
 ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
 COMPLETED = (MemberState.ACCEPTED, MemberState.DECLINED)
@@ -43,10 +43,6 @@ _ELIGIBLE_SQL, _COMPLETED_SQL = _sql_list(ELIGIBLE), _sql_list(COMPLETED)
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def _when(*names: str):
-    return [bindparam(n, type_=DateTime(timezone=True)) for n in names]
 
 
 #: the highest subscriber id a shard can hold (a 63-bit key fits both databases)
@@ -116,7 +112,8 @@ def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: 
 
 
 def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str | None,
-          window_ends_at: datetime | None = None, leave_when_limited: bool = False) -> Claimed:
+          window_ends_at: datetime | None = None, leave_when_limited: bool = False,
+          timezone: str | None = None) -> Claimed:
     """Write a ledger row for every member of `shard` still eligible for `step_id`.
 
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
@@ -128,11 +125,12 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     (`arbitration`), or whose frequency cap is used up (`cap:<name>`): the claim proper
     then skips them as already keyed, and no batch ever takes them. Members capped or
     lost to arbitration go on to the next step, or with `leave_when_limited` leave the
-    campaign (state `suppressed`, the reason kept).
+    campaign (state `suppressed`, the reason kept). `timezone` is the operator's (where
+    a day and a calendar month begin); by default `TOUCHWAVE_TIMEZONE`.
     """
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
-    when = _when("now", *(["ends"] if window_ends_at else []))
+    when = utc_binds("now", *(["ends"] if window_ends_at else []))
     route_param = {"route": route} if route is not None else {}
     params = {
         **shard.params, **route_param, "step": step_id, "channel": channel,
@@ -142,7 +140,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     suppressed: dict[str, int] = {}
     with engine.begin() as conn:
         if not Channel(channel).passive:
-            suppressed |= _apply_policy(conn, route, lock, params)
+            suppressed |= _apply_policy(conn, route, lock, params, timezone or Settings.from_env().timezone)
             if leave_when_limited and set(suppressed) - {"dnd"}:
                 _leave_limited(conn, params)
         status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
@@ -153,7 +151,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
             conn.execute(
                 text("UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
                      "AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
-                     f"{_on_route(route, alias='')} AND state = 'pending'").bindparams(*_when("now")),
+                     f"{_on_route(route, alias='')} AND state = 'pending'").bindparams(*utc_binds("now")),
                 {**shard.params, **route_param, "now": now()},
             )
         return Claimed(claimed, suppressed)
@@ -169,18 +167,18 @@ def _leave_limited(conn: Connection, params: dict) -> None:
         f"AND state IN {_ELIGIBLE_SQL} AND EXISTS (SELECT 1 FROM contact_ledger c WHERE c.campaign_id = :campaign "
         "AND c.step_id = :step AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = 1 "
         "AND c.status = 'suppressed' AND (c.reason = 'arbitration' OR c.reason LIKE 'cap:%'))"
-    ).bindparams(*_when("now")), params)
+    ).bindparams(*utc_binds("now")), params)
 
 
 def _suppress(conn: Connection, route: str | None, lock: str, params: dict, reason: str, condition: str,
               *times: str) -> dict[str, int]:
     """Write `suppressed` rows for the eligible members meeting `condition`; by reason."""
     rows = conn.execute(text(_claim_sql(route, f"'suppressed', {reason}", "NULL", f" AND {condition}", lock)
-                             + " RETURNING reason").bindparams(*_when("now", *times)), params)
+                             + " RETURNING reason").bindparams(*utc_binds("now", *times)), params)
     return dict(Counter(rows.scalars()))
 
 
-def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict) -> dict[str, int]:
+def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict, timezone: str) -> dict[str, int]:
     """Do-not-disturb, arbitration between campaigns, frequency caps — in that order, so a
     member suppressed for several reasons is counted under the first."""
     suppressed = _suppress(conn, route, lock, params, "'dnd'", dnd_policy.IN_FORCE_SQL)
@@ -188,18 +186,17 @@ def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict) 
     rivals = arbitration.rivals_running(conn, params["campaign"])
     if not caps and not rivals:
         return suppressed
+    eligible = f"{_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL}"
     if conn.dialect.name == "postgresql":
         # lock the shard's subscribers in id order: another campaign's claim of the same
         # people waits here, then counts what this one committed (caps, arbitration)
         conn.execute(text(
             "SELECT s.id FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
-            f"WHERE {_IN_SHARD} {_on_route(params.get('route'))} AND m.state IN {_ELIGIBLE_SQL} "
-            "ORDER BY s.id FOR UPDATE OF s"
+            f"WHERE {eligible} ORDER BY s.id FOR UPDATE OF s"
         ), params)
-    timezone = Settings.from_env().timezone
     if rivals:
-        day = {"day_starts": arbitration.day_starts(params["now"], timezone)}
-        arbitration.take_over(conn, params, f"{_IN_SHARD} {_on_route(params.get('route'))} AND m.state IN {_ELIGIBLE_SQL}")
+        day = {"day_starts": channels.day_starts(params["now"], timezone)}
+        arbitration.take_over(conn, params, eligible)
         suppressed |= _suppress(conn, route, lock, {**params, **day}, "'arbitration'", arbitration.LOSES_SQL,
                                 "day_starts")
     if caps:
@@ -261,7 +258,7 @@ _TAKE = text(
     " AND c.subscriber_id > :after AND c.subscriber_id <= :last AND c.status = 'claimed'"
     " ORDER BY c.subscriber_id LIMIT :limit"
     ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
-).bindparams(*_when("now"))
+).bindparams(*utc_binds("now"))
 
 
 def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after: int = -1) -> list[Outgoing]:
@@ -307,11 +304,11 @@ _MARK_CONTACTED = {
     "sqlite": text(
         "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
         "AND subscriber_id IN (SELECT value FROM json_each(:reached)) AND state = 'pending'"
-    ).bindparams(*_when("now")),
+    ).bindparams(*utc_binds("now")),
     "postgresql": text(
         "UPDATE campaign_members SET state = 'contacted', updated_at = :now WHERE campaign_id = :campaign "
         "AND subscriber_id = ANY(CAST(:reached AS bigint[])) AND state = 'pending'"
-    ).bindparams(*_when("now")),
+    ).bindparams(*utc_binds("now")),
 }
 
 
@@ -329,9 +326,16 @@ def record(engine: Engine, campaign_id: int, batch: Sequence[Outgoing], deliveri
     dialect = engine.dialect.name
     with engine.begin() as conn:
         conn.execute(_RECORD[dialect], {"answers": answers})
-        if reached:
-            conn.execute(_MARK_CONTACTED[dialect], {"campaign": campaign_id, "now": now(),
-                                                    "reached": json.dumps(reached) if dialect == "sqlite" else reached})
+        mark_contacted(conn, campaign_id, reached)
+
+
+def mark_contacted(conn: Connection, campaign_id: int, reached: Sequence[int]) -> None:
+    """Pending members the channel reached (subscriber ids) are `contacted` now: one statement."""
+    if reached:
+        dialect = conn.dialect.name
+        conn.execute(_MARK_CONTACTED[dialect], {"campaign": campaign_id, "now": now(),
+                                                "reached": json.dumps(list(reached)) if dialect == "sqlite"
+                                                else list(reached)})
 
 
 def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[str, str]) -> None:
@@ -415,7 +419,7 @@ def respond(engine: Engine, campaign_id: int, msisdn: str, outcome: Outcome, cha
             text("UPDATE campaign_members SET state = :outcome, updated_at = :now "
                  "WHERE campaign_id = :campaign AND subscriber_id = :subscriber "
                  "AND state NOT IN ('accepted', 'declined', 'left') AND (state != :outcome)"
-                 ).bindparams(*_when("now")),
+                 ).bindparams(*utc_binds("now")),
             {"campaign": campaign_id, "subscriber": subscriber_id, "outcome": outcome.value, "now": now()},
         ).rowcount
         if not changed:
@@ -442,7 +446,7 @@ def respond(engine: Engine, campaign_id: int, msisdn: str, outcome: Outcome, cha
             orders.place(conn, campaign_id, subscriber_id, msisdn, channel)
         conn.execute(
             text("INSERT INTO responses (subscriber_id, campaign_id, channel, outcome, agent, note, at) "
-                 "VALUES (:subscriber, :campaign, :channel, :outcome, :agent, :note, :now)").bindparams(*_when("now")),
+                 "VALUES (:subscriber, :campaign, :channel, :outcome, :agent, :note, :now)").bindparams(*utc_binds("now")),
             {"subscriber": subscriber_id, "campaign": campaign_id, "channel": channel, "outcome": outcome.value,
              "agent": agent, "note": note, "now": now()},
         )

@@ -18,18 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, DateTime, Engine, bindparam, select, text
+from sqlalchemy import Connection, Engine, bindparam, select, text
 
 from touchwave.errors import UserError
-from touchwave.store.models import Campaign, FlowchartTemplate, utcnow
+from touchwave.store.models import Campaign, FlowchartTemplate, utc_binds, utcnow
 
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 8
 BACKOFF = timedelta(seconds=5)
-
-
-def _when(*names: str):
-    return [bindparam(n, type_=DateTime(timezone=True)) for n in names]
 
 
 def order_key(campaign_id: int, subscriber_id: int) -> str:
@@ -53,7 +49,7 @@ def place(conn: Connection, campaign_id: int, subscriber_id: int, msisdn: str, c
     conn.execute(text(
         "INSERT INTO orders (campaign_id, subscriber_id, msisdn, offer, channel, idempotency_key, status, attempts,"
         " due_at, created_at, updated_at) VALUES (:campaign, :subscriber, :msisdn, :offer, :channel, :key,"
-        " 'pending', 0, :now, :now, :now) ON CONFLICT (idempotency_key) DO NOTHING").bindparams(*_when("now")),
+        " 'pending', 0, :now, :now, :now) ON CONFLICT (idempotency_key) DO NOTHING").bindparams(*utc_binds("now")),
         {"campaign": campaign_id, "subscriber": subscriber_id, "msisdn": msisdn, "channel": channel,
          "offer": offer_of(conn, campaign_id, channel), "key": order_key(campaign_id, subscriber_id), "now": now})
 
@@ -90,7 +86,7 @@ def take_due(engine: Engine, limit: int, now: datetime, lease: timedelta = LEASE
             "WHERE id IN (SELECT id FROM orders WHERE status IN ('pending', 'sending') AND due_at <= :now "
             f"ORDER BY due_at, id LIMIT :limit{skip}) "
             "RETURNING id, campaign_id, msisdn, offer, idempotency_key, attempts"
-        ).bindparams(*_when("now", "lease_end")), {"now": now, "lease_end": now + lease, "limit": limit}).all()
+        ).bindparams(*utc_binds("now", "lease_end")), {"now": now, "lease_end": now + lease, "limit": limit}).all()
     return sorted((OrderRow(*row) for row in rows), key=lambda o: o.id)
 
 
@@ -98,22 +94,21 @@ def settle(engine: Engine, taken: Sequence[OrderRow], answers: Sequence[Answer] 
            error: str | None = None, max_attempts: int = MAX_ATTEMPTS, backoff: timedelta = BACKOFF) -> None:
     """BOSS's answers (or, with `error`, a batch that did not get through) for taken orders."""
     by_key = {o.idempotency_key: o for o in taken}
+    answered = [{"status": "delivered" if a.accepted else "failed", "boss": a.boss_order_id,
+                 "reason": None if a.accepted else a.reason, "now": now, "id": by_key[a.idempotency_key].id}
+                for a in answers or ()]
+    failed = [{"status": "failed" if o.attempts >= max_attempts else "pending", "error": error[:500], "now": now,
+               "id": o.id, "due": now + backoff * 2 ** (o.attempts - 1)} for o in taken] if error is not None else []
+    # one executemany per kind of outcome: the driver sends the batch, not a round trip per order
     with engine.begin() as conn:
-        for answer in answers or ():
-            order = by_key[answer.idempotency_key]
+        if answered:
             conn.execute(text(
                 "UPDATE orders SET status = :status, boss_order_id = :boss, last_error = :reason, updated_at = :now "
-                "WHERE id = :id AND status = 'sending'").bindparams(*_when("now")),
-                {"status": "delivered" if answer.accepted else "failed", "boss": answer.boss_order_id,
-                 "reason": None if answer.accepted else answer.reason, "now": now, "id": order.id})
-        if error is not None:
-            for order in taken:
-                gave_up = order.attempts >= max_attempts
-                conn.execute(text(
-                    "UPDATE orders SET status = :status, due_at = :due, last_error = :error, updated_at = :now "
-                    "WHERE id = :id AND status = 'sending'").bindparams(*_when("now", "due")),
-                    {"status": "failed" if gave_up else "pending", "error": error[:500], "now": now, "id": order.id,
-                     "due": now + backoff * 2 ** (order.attempts - 1)})
+                "WHERE id = :id AND status = 'sending'").bindparams(*utc_binds("now")), answered)
+        if failed:
+            conn.execute(text(
+                "UPDATE orders SET status = :status, due_at = :due, last_error = :error, updated_at = :now "
+                "WHERE id = :id AND status = 'sending'").bindparams(*utc_binds("now", "due")), failed)
 
 
 def listed(engine: Engine, status: str | None = None, limit: int = 100) -> list[OrderRow]:
@@ -131,7 +126,7 @@ def retry(engine: Engine, ids: Sequence[int] | None = None) -> int:
         raise UserError("name the orders to retry, or --all-failed")
     which = "AND id IN :ids" if ids is not None else ""
     statement = text(f"UPDATE orders SET status = 'pending', attempts = 0, due_at = :now, updated_at = :now "
-                     f"WHERE status = 'failed' {which}").bindparams(*_when("now"))
+                     f"WHERE status = 'failed' {which}").bindparams(*utc_binds("now"))
     if ids is not None:
         statement = statement.bindparams(bindparam("ids", expanding=True))
     with engine.begin() as conn:

@@ -8,9 +8,11 @@ speaking, so no channel repeats what another just did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, Engine, text
+
+from touchwave.store.models import as_utc
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,4 @@ def trail(engine: Engine, msisdn: str, limit: int = 200) -> list[TrailEntry] | N
         if subscriber is None:
             return None
         rows = conn.execute(_TRAIL, {"subscriber": subscriber, "limit": limit}).all()
-    return [TrailEntry(_aware(row.at), *row[1:]) for row in rows]
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives times back without their zone: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return [TrailEntry(as_utc(row.at), *row[1:]) for row in rows]

@@ -128,7 +128,7 @@ class ShardWorkflow:
             if result.resume_at is None:
                 return
             self.waiting[route or "main"] = f"{result.waiting_for} until {_iso(result.resume_at)}"
-            sleep = timedelta(seconds=result.resume_at) - timedelta(seconds=workflow.now().timestamp())
+            sleep = timedelta(seconds=result.resume_at - workflow.now().timestamp())
             if sleep > timedelta(0):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await workflow.wait_condition(lambda: self.cancelled, timeout=sleep)

@@ -18,13 +18,10 @@ step is handing out at that moment is left to go and the claimant loses instead.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
-
 from sqlalchemy import Connection, text
 
-from touchwave.policy.channels import zone
-
-#: the member has this channel today through another campaign (for `contacts._claim_sql`)
+#: the member has this channel today through another campaign (for `contacts._claim_sql`;
+#: `:day_starts` is `channels.day_starts`, the operator's midnight)
 LOSES_SQL = (
     "EXISTS (SELECT 1 FROM contact_ledger r WHERE r.subscriber_id = m.subscriber_id AND r.channel = CAST(:channel AS VARCHAR)"
     " AND r.campaign_id != m.campaign_id"
@@ -36,12 +33,6 @@ def rivals_running(conn: Connection, campaign_id: int) -> bool:
     """Another campaign is running or paused: only then can two claims meet."""
     return conn.execute(text("SELECT 1 FROM campaigns WHERE id != :campaign AND status IN ('running', 'paused') "
                              "LIMIT 1"), {"campaign": campaign_id}).first() is not None
-
-
-def day_starts(now: datetime, timezone: str) -> datetime:
-    """Midnight of the operator's day holding `now`, as UTC (the ledger's clock)."""
-    local = now.astimezone(zone(timezone))
-    return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo).astimezone(UTC)
 
 
 def take_over(conn: Connection, params: dict, members: str) -> int:

@@ -21,8 +21,8 @@ from datetime import date, timedelta
 from sqlalchemy import Connection, Date, Engine, bindparam, text
 
 from touchwave import contacts
-from touchwave.contacts import Outgoing, Shard, _when
-from touchwave.store.models import CAPACITY_CHANNELS
+from touchwave.contacts import Outgoing, Shard
+from touchwave.store.models import CAPACITY_CHANNELS, utc_binds
 
 # the partial index's own predicate, which the planner needs to see to use it
 _CHANNELS = ", ".join(f"'{c}'" for c in CAPACITY_CHANNELS)
@@ -43,9 +43,9 @@ _HAND_OUT = (
     " AND subscriber_id BETWEEN :first AND :last ORDER BY subscriber_id LIMIT :limit"
     ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
 )
-_SEND = text(_HAND_OUT.format(set="status = 'sending', at = :now")).bindparams(*_when("now"))
+_SEND = text(_HAND_OUT.format(set="status = 'sending', at = :now")).bindparams(*utc_binds("now"))
 _OPEN = text(_HAND_OUT.format(set="status = 'open', reason = NULL, at = :now, window_ends_at = :ends")
-             ).bindparams(*_when("now", "ends"))
+             ).bindparams(*utc_binds("now", "ends"))
 
 _PLANNED = text(
     f"WITH {_QUEUE} "
@@ -83,13 +83,7 @@ def hand_out(engine: Engine, shard: Shard, step_id: str, channel: str, capacity:
             taken = sorted(Outgoing(*row) for row in conn.execute(_SEND, params))
         else:
             taken = sorted(Outgoing(*row) for row in conn.execute(_OPEN, {**params, "ends": now + window}))
-            if taken:
-                conn.execute(
-                    text("UPDATE campaign_members SET state = 'contacted', updated_at = :now "
-                         "WHERE campaign_id = :campaign AND subscriber_id IN :ids AND state = 'pending'")
-                    .bindparams(bindparam("ids", expanding=True), *_when("now")),
-                    {"campaign": shard.campaign_id, "ids": [t.subscriber_id for t in taken], "now": now},
-                )
+            contacts.mark_contacted(conn, shard.campaign_id, [t.subscriber_id for t in taken])
         if taken:
             conn.execute(text("UPDATE channel_usage SET used = used + :n WHERE channel = :channel AND day = :day")
                          .bindparams(bindparam("day", type_=Date)), {"n": len(taken), "channel": channel, "day": day})

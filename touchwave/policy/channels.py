@@ -28,7 +28,6 @@ from touchwave.store.models import CAPACITY_CHANNELS, Channel, ChannelPolicy, ut
 
 #: channels whose contacts can be held back by quiet hours (passive ones wait for the customer)
 QUIET_CHANNELS = ("sms", "outbound", "app")
-DEFAULT_QUIET = ("21:00", "08:00")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -75,11 +74,12 @@ def day_of(now: datetime, timezone: str) -> date:
     return now.astimezone(zone(timezone)).date()
 
 
-def next_day_starts(now: datetime, timezone: str) -> datetime:
-    """Midnight after `now` in the operator's time zone, as UTC."""
+def day_starts(now: datetime, timezone: str, later: int = 0) -> datetime:
+    """Midnight of the operator's day holding `now` (`later` days on), as UTC, the
+    ledger's clock: arbitration's "today" starts there, a capacity wait ends there."""
     tz = zone(timezone)
-    tomorrow = now.astimezone(tz).date() + timedelta(days=1)
-    return datetime.combine(tomorrow, time(0), tzinfo=tz).astimezone(UTC)
+    day = now.astimezone(tz).date() + timedelta(days=later)
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def rules_for(conn: Connection, channel: str) -> ChannelRules:

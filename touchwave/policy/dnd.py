@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from touchwave.csvfile import open_csv
 from touchwave.errors import UserError
-from touchwave.store.models import Channel, DndSource, DoNotDisturb, utcnow
+from touchwave.store.models import Channel, DndSource, DoNotDisturb, as_utc, utcnow
 from touchwave.store.subscribers import normalise_msisdn
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _expiry(value: str | date | datetime | None) -> datetime | None:
             raise UserError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO timestamp") from None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time.max)
-    return _aware(value)
+    return as_utc(value)
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,8 @@ def entries_for(conn: Connection, msisdn: str, in_force_only: bool = False) -> l
             for r in conn.execute(query)]
     if in_force_only:
         moment = utcnow()
-        rows = [e for e in rows if e.expires_at is None or _aware(e.expires_at) > moment]
+        rows = [e for e in rows if e.expires_at is None or as_utc(e.expires_at) > moment]
     return rows
-
-
-def _aware(moment: datetime) -> datetime:
-    """A datetime without zone is UTC (SQLite hands back naive UTC datetimes)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def applies(entries: Iterable[DndEntry], channel: str, business_line: str) -> bool:

@@ -27,8 +27,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     text,
 )
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
@@ -45,6 +47,17 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A datetime without a zone is UTC: SQLite hands stored times back that way, and an
+    expiry typed without a zone is read so too."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def utc_binds(*names: str) -> list[BindParameter]:
+    """Bind parameters for UTC timestamps in a text() statement (SQLite compares them as text)."""
+    return [bindparam(name, type_=DateTime(timezone=True)) for name in names]
 
 
 class Base(DeclarativeBase):
