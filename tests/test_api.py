@@ -103,3 +103,47 @@ def test_the_trail_shows_what_every_channel_did_newest_first(store, running):
     assert len(trail) == 3
     assert client.get("/v1/customers/13999999999/trail").status_code == 404
     assert client.get("/v1/customers/12345/trail").status_code == 422
+
+
+def test_touchwave_api_serves_the_offer_view_from_several_worker_processes(store, running, database_url):
+    """`touchwave api` as production runs it: uvicorn workers building the app from
+    TOUCHWAVE_* variables. Without a reachable Temporal the offer view still answers and
+    starting a campaign is a 503 that says why."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from touchwave import tokens
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = tokens.create(store.engine, "hall-0571", "agent")
+    operator = tokens.create(store.engine, "ops", "operator")
+    env = {**os.environ, "TOUCHWAVE_DATABASE_URL": database_url, "TOUCHWAVE_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("touchwave")), "api", "--port", str(port),
+                               "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}) as api:
+            for _ in range(300):
+                try:
+                    if api.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            msisdn = members(store, running.id)[0]
+            [offer] = api.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()
+            assert offer["campaign_id"] == running.id
+            assert api.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"},
+                           headers={"Authorization": "Bearer tw_nope"}).status_code == 401
+            pause = api.post(f"/v1/campaigns/{running.id}/pause", headers={"Authorization": f"Bearer {operator}"})
+            assert pause.status_code == 503 and "not connected to Temporal" in pause.json()["detail"]
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    assert "with 2 worker process(es)" in out

@@ -277,7 +277,8 @@ def test_tokens_from_the_command_line(with_store, database_url):
     assert code == 0 and token.startswith("tw_") and "shown once" in err
     store = Store.open(database_url)
     try:
-        principal = tokens.verify(store.engine, token)
+        with store.engine.connect() as conn:
+            principal = tokens.verify(conn, token)
     finally:
         store.close()
     assert (principal.user, principal.role.value) == ("hall-0571", "agent")

@@ -652,6 +652,21 @@ def cmd_orders_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """The API on its own (production: several of these behind a load balancer)."""
+    from touchwave.api.server import serve
+
+    settings = Settings.from_env(args.database_url)
+    store = _store(args)  # refuse a store that is not migrated before any worker starts
+    where = db.safe_url(store.engine)
+    store.close()
+    os.environ["TOUCHWAVE_DATABASE_URL"] = settings.database_url  # the workers read it
+    _out(f"API on http://{args.host}:{args.port} with {args.workers} worker process(es), "
+         f"store {where}, Temporal {settings.temporal_address}")
+    serve(args.host, args.port, args.workers)
+    return EXIT_OK
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from touchwave.stack import Stack
 
@@ -843,6 +858,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=1000)
     p.add_argument("--no-orders", dest="orders", action="store_false",
                    help="do not run the order dispatcher in this worker (run `touchwave orders dispatch` elsewhere)")
+    p = groups.add_parser("api", help="serve the HTTP API (uvicorn) against the store and TOUCHWAVE_TEMPORAL_ADDRESS")
+    p.set_defaults(handler=cmd_api)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
     p = groups.add_parser("dev", help="run the embedded stack: Temporal dev server + UI, worker, API, simulator")
     p.set_defaults(handler=cmd_dev)
     p = groups.add_parser("demo", help="run the ringback-tone campaign end to end on the embedded stack")

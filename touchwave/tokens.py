@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from touchwave.errors import UserError
 from touchwave.store.models import ApiToken, Role, utcnow
@@ -59,10 +59,14 @@ def create(engine: Engine, user: str, role: str) -> str:
     return token
 
 
-def verify(engine: Engine, token: str) -> Principal | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(ApiToken.user.label("user"), ApiToken.role).where(
-            ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))).first()
+#: built once: every request of the API runs it
+_LIVE_TOKEN = select(ApiToken.user.label("user"), ApiToken.role).where(
+    ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+
+
+def verify(conn: Connection, token: str) -> Principal | None:
+    """The token's holder, or None for a token that is unknown or revoked."""
+    row = conn.execute(_LIVE_TOKEN, {"token_hash": _hash(token)}).first()
     return Principal(row.user, Role(row.role)) if row else None
 
 

@@ -11,30 +11,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
-from sqlalchemy import Connection, DateTime, Engine, bindparam, select, text
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, TypeAdapter
+from sqlalchemy import Engine, text
 from temporalio.client import Client
 
 from channel_adapters.outbound import OutboundAdapter
-from touchwave.contacts import NotTargeted, now
+from touchwave.contacts import NotTargeted
 from touchwave.errors import UserError
 from touchwave.notify import ResponseNotifier
 from touchwave.policy import dnd
 from touchwave.responses import record_response
-from touchwave import tokens
-from touchwave.api.auth import roles_check
+from touchwave import offer_view, tokens
+from touchwave.api.auth import Credentials, authorise, bearer, roles_check
 from touchwave.api.lifecycle import INT32
 from touchwave.api.lifecycle import router as lifecycle_router
-from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, FlowchartTemplate, Outcome, Role
+from touchwave.store.models import PASSIVE_CHANNELS, Channel, DndSource, Outcome, Role
 from touchwave.store.subscribers import normalise_msisdn
-from touchwave.templates.plan import Plan
 from touchwave.trail import trail
+
+log = logging.getLogger(__name__)
 
 
 class ResponseIn(BaseModel):
@@ -54,21 +57,7 @@ class ResponseOut(BaseModel):
     withdrawn_calls: int
 
 
-class OfferOut(BaseModel):
-    campaign_id: int
-    campaign: str
-    priority: int
-    offer: str
-    offer_name: str
-    price: str
-    script: str
-    window_ends_at: datetime
-    considering: bool
-    #: a do-not-disturb entry covers this customer: show the offer if asked, do not push it
-    do_not_push: bool = False
-    #: why this customer is targeted: the campaign's named segment, or its inline rule
-    segment: str | None = None
-    rule: dict | None = None
+_OFFERS = TypeAdapter(list[offer_view.Offer])
 
 
 class TrailOut(BaseModel):
@@ -109,19 +98,41 @@ class DndOut(BaseModel):
     expires_at: datetime | None
 
 
+@dataclasses.dataclass
+class _Temporal:
+    """The API's link to Temporal: given by the embedded stack, or connected when the app
+    starts (`touchwave api`); None while there is none."""
+
+    client: Client | None
+    notifier: ResponseNotifier | None
+
+
 def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                notifier: ResponseNotifier | None = None, temporal: Client | None = None,
-               task_queue: str = "touchwave-campaigns") -> FastAPI:
+               task_queue: str = "touchwave-campaigns",
+               connect: Callable[[], Awaitable[Client]] | None = None) -> FastAPI:
     """The API; with a `notifier`, campaign workflows hear about answers in batches (its
     flush loop runs for the app's lifetime); with `temporal`, operators start, pause,
-    resume and cancel campaigns through it. Every /v1 endpoint takes a bearer token whose
-    role may do what the endpoint does."""
+    resume and cancel campaigns through it; with `connect` instead, the app connects when
+    it starts and notifies through that client. Every /v1 endpoint takes a bearer token
+    whose role may do what the endpoint does."""
     allow = roles_check(engine)
+    link = _Temporal(temporal, notifier)
+    readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="offer-view")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        flushing = asyncio.create_task(notifier.run()) if notifier else None
+        if connect is not None and link.client is None:
+            try:
+                link.client = await connect()
+            except (RuntimeError, OSError) as exc:
+                log.warning("no Temporal: starting, pausing and cancelling campaigns answer 503",
+                            extra={"error": str(exc)})
+            else:
+                link.notifier = link.notifier or ResponseNotifier(link.client)
+        flushing = asyncio.create_task(link.notifier.run()) if link.notifier else None
         yield
+        readers.shutdown(wait=False)
         if flushing:
             flushing.cancel()
             await asyncio.gather(flushing, return_exceptions=True)
@@ -151,18 +162,28 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                                          outbound=outbound, agent=body.agent, note=body.note)
         except NotTargeted as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
-        if notifier and completion.recorded:
-            notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
+        if link.notifier and completion.recorded:
+            link.notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
         return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
                            withdrawn_calls=len(completion.queued_calls))
 
-    @app.get("/v1/customers/{msisdn}/offers", response_model=list[OfferOut])
-    def offers(msisdn: str, channel: Channel = Query(...), _=allow(Role.AGENT)) -> list[OfferOut]:
+    @app.get("/v1/customers/{msisdn}/offers", response_model=list[offer_view.Offer])
+    async def offers(msisdn: str, channel: Channel = Query(...),
+                     credentials: Credentials = Depends(bearer)) -> Response:
         """What a passive channel shows this customer now: open offer windows of campaigns
-        they have not completed, highest priority first."""
-        if channel not in PASSIVE_CHANNELS:
-            raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
-        return _open_offers(engine, _msisdn(msisdn), channel)
+        they have not completed, highest priority first. (Agents only.)"""
+        number = _msisdn(msisdn)
+        shown = await asyncio.get_running_loop().run_in_executor(readers, _offers, credentials, number, channel)
+        return Response(_OFFERS.dump_json(shown), media_type="application/json")
+
+    def _offers(credentials: Credentials, msisdn: str, channel: Channel) -> list[offer_view.Offer]:
+        # read on every walk-in and call: the token and the offers on one connection, in
+        # one trip to a thread of its own (the generic thread pool costs twice as much)
+        with engine.connect() as conn:
+            authorise(conn, credentials, (Role.AGENT,))
+            if channel not in PASSIVE_CHANNELS:
+                raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
+            return offer_view.open_offers(conn, msisdn, channel.value)
 
     @app.get("/v1/customers/{msisdn}/trail", response_model=list[TrailOut])
     def customer_trail(msisdn: str, limit: int = Query(200, ge=1, le=1000),
@@ -205,7 +226,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         """A new token; the response is the only time it is shown."""
         return TokenOut(user=body.user, role=body.role, token=tokens.create(engine, body.user, body.role.value))
 
-    app.include_router(lifecycle_router(engine, allow, temporal, task_queue))
+    app.include_router(lifecycle_router(engine, allow, lambda: link.client, task_queue))
     return app
 
 
@@ -214,54 +235,3 @@ def _msisdn(raw: str) -> str:
     if msisdn is None:
         raise HTTPException(status_code=422, detail=f"{raw!r} is not a mainland mobile number")
     return msisdn
-
-
-#: compiled plans by template version id: versions never change, so they are read once
-_PLANS: dict[int, Plan] = {}
-
-
-def _plan(conn: Connection, template_id: int) -> Plan:
-    plan = _PLANS.get(template_id)
-    if plan is None:
-        stored = conn.execute(select(FlowchartTemplate.plan).where(FlowchartTemplate.id == template_id)).scalar_one()
-        plan = _PLANS[template_id] = Plan.from_dict(stored)
-    return plan
-
-
-def _open_offers(engine: Engine, msisdn: str, channel: Channel) -> list[OfferOut]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT c.campaign_id, k.name, k.priority, k.business_line, c.step_id, c.window_ends_at, m.state, t.id "
-                "FROM subscribers s "
-                "JOIN contact_ledger c ON c.subscriber_id = s.id AND c.channel = :channel AND c.status = 'open' "
-                "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = s.id "
-                "JOIN campaigns k ON k.id = c.campaign_id "
-                "JOIN flowchart_templates t ON t.id = k.template_id "
-                "WHERE s.msisdn = :msisdn AND c.window_ends_at > :now "
-                "AND m.state NOT IN ('accepted', 'declined', 'left') AND k.status IN ('running', 'paused') "
-                "ORDER BY k.priority DESC, c.window_ends_at"
-            )
-            .bindparams(bindparam("now", type_=DateTime(timezone=True)))
-            .columns(window_ends_at=DateTime(timezone=True)),
-            {"channel": channel.value, "msisdn": msisdn, "now": now()},
-        ).all()
-        entries = dnd.entries_for(conn, msisdn, in_force_only=True)
-        result = []
-        for campaign_id, name, priority, business_line, step_id, ends, state, template_id in rows:
-            plan = _plan(conn, template_id)
-            step = plan.step(step_id)
-            offer = conn.execute(
-                text("SELECT o.name, o.price, sc.text FROM offers o JOIN scripts sc ON sc.offer_id = o.id "
-                     "WHERE o.code = :offer AND sc.code = :script"),
-                {"offer": step.offer, "script": step.script},
-            ).one()
-            result.append(OfferOut(
-                campaign_id=campaign_id, campaign=name, priority=priority, offer=step.offer or "",
-                offer_name=offer.name, price=f"{offer.price:.2f}", script=offer.text,
-                window_ends_at=ends,
-                considering=state == "considering",
-                do_not_push=dnd.applies(entries, channel.value, business_line),
-                segment=plan.audience.segment, rule=plan.audience.rule,
-            ))
-    return result

@@ -4,6 +4,7 @@ and walk them through their lifecycle by role — the CLI and any console are cl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path
@@ -74,7 +75,8 @@ def _invalid(exc: TemplateInvalid) -> HTTPException:
     return HTTPException(422, [{"path": p.path, "message": p.message} for p in exc.problems])
 
 
-def router(engine: Engine, allow, temporal: Client | None = None, task_queue: str = "touchwave-campaigns") -> APIRouter:
+def router(engine: Engine, allow, temporal: Callable[[], Client | None] = lambda: None,
+           task_queue: str = "touchwave-campaigns") -> APIRouter:
     api = APIRouter(prefix="/v1")
     store = Store(engine, session_factory(engine))
 
@@ -131,14 +133,14 @@ def router(engine: Engine, allow, temporal: Client | None = None, task_queue: st
     return api
 
 
-def _step_endpoint(api: APIRouter, engine: Engine, store: Store, action: str, allowed, temporal: Client | None,
-                   task_queue: str) -> None:
+def _step_endpoint(api: APIRouter, engine: Engine, store: Store, action: str, allowed,
+                   temporal: Callable[[], Client | None], task_queue: str) -> None:
     async def step(campaign_id: CampaignId, body: StepIn | None = None, who=allowed) -> StepOut:
         comment = body.comment if body else None
         try:
             current = await asyncio.to_thread(lifecycle.check, engine, campaign_id, action, who.user)
             if action in ("start", "pause", "resume") or (action == "cancel" and current in _LIVE):
-                await _tell_workflow(store, campaign_id, action, temporal, task_queue)
+                await _tell_workflow(store, campaign_id, action, temporal(), task_queue)
             taken = await asyncio.to_thread(lifecycle.take, engine, campaign_id, action, who.user, comment)
         except lifecycle.CampaignNotFound as exc:
             raise HTTPException(404, str(exc)) from None

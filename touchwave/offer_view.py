@@ -1,0 +1,93 @@
+"""The offer view: what a hall, 10086 or online-hall agent's screen shows for a number.
+
+Read on every customer who walks in or calls, so it is two statements on one
+connection, built once: the open windows (with their campaign, member state and the
+do-not-disturb flag, all in one join) and the offers' names, prices and that channel's
+scripts. The compiled plans that say which offer and script a step uses are read once
+per template version (versions never change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, DateTime, bindparam, select, text
+
+from touchwave.contacts import now
+from touchwave.policy.dnd import IN_FORCE_SQL
+from touchwave.store.models import FlowchartTemplate, utc_binds
+from touchwave.templates.plan import Plan
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One campaign's offer to the customer in one channel."""
+
+    campaign_id: int
+    campaign: str
+    priority: int
+    offer: str
+    offer_name: str
+    price: str
+    script: str
+    window_ends_at: datetime
+    considering: bool
+    #: a do-not-disturb entry covers this customer: show the offer if asked, do not push it
+    do_not_push: bool
+    #: why this customer is targeted: the campaign's named segment, or its inline rule
+    segment: str | None
+    rule: dict | None
+
+
+_OPEN_WINDOWS = (
+    text(
+        "SELECT c.campaign_id, k.name, k.priority, c.step_id, c.window_ends_at, m.state, k.template_id, "
+        f"{IN_FORCE_SQL} AS dnd "
+        "FROM subscribers s "
+        "JOIN contact_ledger c ON c.subscriber_id = s.id AND c.channel = :channel AND c.status = 'open' "
+        "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = s.id "
+        "JOIN campaigns k ON k.id = c.campaign_id "
+        "WHERE s.msisdn = :msisdn AND c.window_ends_at > :now "
+        "AND m.state NOT IN ('accepted', 'declined', 'left') AND k.status IN ('running', 'paused') "
+        "ORDER BY k.priority DESC, c.window_ends_at"
+    )
+    .bindparams(*utc_binds("now"))
+    .columns(window_ends_at=DateTime(timezone=True))
+)
+
+_SCRIPTS = text(
+    "SELECT sc.code AS script, o.name, o.price, sc.text FROM scripts sc JOIN offers o ON o.id = sc.offer_id "
+    "WHERE sc.code IN :codes"
+).bindparams(bindparam("codes", expanding=True))
+
+_PLAN = select(FlowchartTemplate.plan).where(FlowchartTemplate.id == bindparam("template_id"))
+
+#: compiled plans by template version id
+_PLANS: dict[int, Plan] = {}
+
+
+def _plan(conn: Connection, template_id: int) -> Plan:
+    plan = _PLANS.get(template_id)
+    if plan is None:
+        plan = _PLANS[template_id] = Plan.from_dict(conn.execute(_PLAN, {"template_id": template_id}).scalar_one())
+    return plan
+
+
+def open_offers(conn: Connection, msisdn: str, channel: str) -> list[Offer]:
+    """Open offer windows in `channel` of campaigns the customer has not completed,
+    highest priority first, then the window closing soonest."""
+    windows = conn.execute(_OPEN_WINDOWS, {"channel": channel, "msisdn": msisdn, "now": now()}).all()
+    if not windows:
+        return []
+    steps = [(_plan(conn, w.template_id), w) for w in windows]
+    steps = [(plan, plan.step(w.step_id), w) for plan, w in steps]
+    scripts = {r.script: r for r in conn.execute(_SCRIPTS, {"codes": sorted({s.script for _, s, _ in steps})})}
+    return [
+        Offer(campaign_id=w.campaign_id, campaign=w.name, priority=w.priority, offer=step.offer or "",
+              offer_name=scripts[step.script].name, price=f"{scripts[step.script].price:.2f}",
+              script=scripts[step.script].text, window_ends_at=w.window_ends_at,
+              considering=w.state == "considering", do_not_push=bool(w.dnd),
+              segment=plan.audience.segment, rule=plan.audience.rule)
+        for plan, step, w in steps
+    ]
