@@ -6,18 +6,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 from temporalio import activity
 
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
-from touchwave import campaigns, contacts
+from touchwave import campaigns, contacts, journeys
 from touchwave.config import Settings
 from touchwave.policy import capacity, channels
 from touchwave.contacts import Delivery, Shard
 from touchwave.store.models import CampaignStatus, ContactStatus, Script
+from touchwave.templates.plan import Plan
 
 
 @dataclass
@@ -93,6 +94,26 @@ class SplitInput:
 class StatusInput:
     campaign_id: int
     status: str
+
+
+@dataclass
+class JourneyInput:
+    """One pass over a trigger campaign's members who are due."""
+
+    campaign_id: int
+    plan: dict
+    #: demo runs shrink the plan's waits and windows by this factor
+    time_scale: float = 1.0
+
+
+@dataclass
+class JourneyPass:
+    #: the channel steps this pass ran, each on the members who were due there
+    steps: list[StepResult] = field(default_factory=list)
+    #: journeys that ended because the member answered or left
+    ended: int = 0
+    #: when the next member is due (UTC epoch seconds; None: nobody is on their way)
+    next_due_at: float | None = None
 
 
 def _count(result: StepResult, deliveries: list[Delivery]) -> None:
@@ -206,6 +227,47 @@ class CampaignActivities:
             return conn.scalar(select(Script.text).where(Script.code == code)) or ""
 
     @activity.defn
+    def advance_journeys(self, input: JourneyInput) -> JourneyPass:
+        """A trigger campaign's pass: node by node in flowchart order, the members due
+        there are put in hand and worked on as a shard (a channel step claims and sends
+        exactly as in a bulk wave: idempotent, under contact policy), then move on to
+        the next node, due after the waits in between. A member can go from entry to
+        first contact within one pass."""
+        plan = Plan.from_dict(input.plan)
+        campaign_id = input.campaign_id
+        step_clock = self.clock()
+
+        def clock() -> datetime:
+            # entries are stamped by the ingest's clock, waits run on the workflow's
+            # (the Temporal server's): the later of the two holds neither back by skew
+            return max(step_clock(), datetime.now(UTC))
+
+        done = JourneyPass()
+        with activity.shield_thread_cancel_exception():
+            done.ended = journeys.start_pass(self.engine, campaign_id)
+        for step in plan.steps:
+            with activity.shield_thread_cancel_exception():
+                if not journeys.take_due(self.engine, campaign_id, step.id, clock()):
+                    continue
+                if step.kind == "split":
+                    journeys.route(self.engine, plan, campaign_id, step.id, clock(), input.time_scale)
+                    continue
+            resume_at = None
+            if step.channel:
+                window = round(step.window_seconds * input.time_scale) if step.window_seconds else None
+                ran = self.run_step(StepInput(
+                    ShardRef(campaign_id, journeys.IN_HAND, 0, 0, contacts.LAST_ID), step.id, step.kind,
+                    step.offer or "", step.script or "", None, window, plan.timezone or "", step.when_limited))
+                done.steps.append(ran)
+                resume_at = datetime.fromtimestamp(ran.resume_at, UTC) if ran.resume_at is not None else None
+            with activity.shield_thread_cancel_exception():
+                journeys.move_on(self.engine, plan, campaign_id, step.id, clock(), input.time_scale, resume_at)
+        with activity.shield_thread_cancel_exception():
+            due = journeys.next_due(self.engine, campaign_id)
+        done.next_due_at = due.timestamp() if due else None
+        return done
+
+    @activity.defn
     def route_split(self, input: SplitInput) -> None:
         contacts.route_split(self.engine, input.shard.shard, input.route, input.branches)
 
@@ -226,6 +288,6 @@ class CampaignActivities:
     def all(self) -> list:
         """Every activity, for the worker."""
         return [self.open_cohort, self.set_status, self.run_step, self.route_split, self.active_members,
-                self.withdraw_campaign]
+                self.withdraw_campaign, self.advance_journeys]
 
 

@@ -77,13 +77,13 @@ def prepare(url: str, subscribers: int) -> tuple[str, list[str]]:
     return token, targeted
 
 
-def serve(url: str, port: int, workers: int) -> subprocess.Popen:
+def serve(url: str, port: int, workers: int, log: Path) -> subprocess.Popen:
     """The API as production serves it: `touchwave api --workers N` (uvicorn, N processes);
     no Temporal here (the offer view does not need it)."""
     env = {**os.environ, "TOUCHWAVE_TEMPORAL_ADDRESS": "127.0.0.1:1"}
     return subprocess.Popen([str(Path(sys.executable).with_name("touchwave")), "--database-url", url, "api",
                              "--port", str(port), "--workers", str(workers)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def free_port() -> int:
@@ -184,7 +184,8 @@ async def main() -> None:
         print(f"    {args.subscribers:,} subscribers, {CAMPAIGNS} running campaigns, {len(numbers):,} customers with "
               f"open hall offers, prepared in {time.perf_counter() - started:.0f} s (not counted)", flush=True)
         port = free_port()
-        server = serve(url, port, args.workers)
+        log = Path(folder) / "api.log"
+        server = serve(url, port, args.workers, log)
         try:
             limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30,
@@ -194,7 +195,10 @@ async def main() -> None:
                         if (await client.get("/healthz")).status_code == 200:
                             break
                     except httpx.TransportError:
-                        await asyncio.sleep(0.1)
+                        pass
+                    await asyncio.sleep(0.1)
+                else:
+                    raise SystemExit(f"the API did not come up:\n{log.read_text()}")
                 connections = Connections(port, token)
                 warm = [f"/v1/customers/{m}/offers?channel=hall" for m in random.sample(numbers, 500)]
                 await load(connections, warm, args.rate / 2, 2)

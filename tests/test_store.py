@@ -97,12 +97,12 @@ def test_a_bad_csv_row_names_its_line_and_loads_nothing(store, tmp_path):
 def test_catalog_round_trip_and_update(store):
     catalog = read_catalog_file(CATALOG_FILE)
     with store.session.begin() as session:
-        assert upsert_catalog(session, catalog) == (4, 11)
+        assert upsert_catalog(session, catalog) == (5, 16)
     catalog.offers[0].price = Decimal("6.00")
     with store.session.begin() as session:
         upsert_catalog(session, catalog)
     with store.session() as session:
-        assert session.scalar(select(func.count()).select_from(Offer)) == 4
+        assert session.scalar(select(func.count()).select_from(Offer)) == 5
         assert session.scalars(select(Offer.price).where(Offer.code == "RBT_DOWNLOAD")).one() == Decimal("6.00")
         refs = read_catalog(session)
     assert "CONTRACT_168_504" in refs.offers

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from touchwave.store.catalog import read_catalog_file
+from touchwave.events.catalog import read_catalog_file as read_events_file
 from touchwave.templates.compiler import Catalog, ScriptRef, compile_template, read_template, template_hash
 from touchwave.templates.plan import Plan
 from touchwave.templates.render import as_mermaid, as_text
@@ -21,6 +22,7 @@ def catalog_from_file() -> Catalog:
     return Catalog(
         offers=frozenset(o.code for o in catalog.offers),
         scripts={s.code: ScriptRef(s.code, o.code, str(ch)) for o in catalog.offers for ch, s in o.scripts.items()},
+        events={kind.name: kind for kind in read_events_file(CATALOG_FILE.parent / "events.json")},
     )
 
 

@@ -51,6 +51,8 @@ async def sync_campaigns(store: Store, client: Client, today: date | None = None
             Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED))).order_by(Campaign.id)).scalars())
     synced, unreachable = [], []
     for campaign_id in ids:
+        if campaigns.get(store, campaign_id).plan.trigger:
+            continue  # events enter an event-triggered campaign's members
         sync = campaigns.sync(store, campaign_id, today)
         synced.append(sync)
         log.info("campaign audience synced", extra={"campaign": campaign_id, "cohort": sync.cohort,

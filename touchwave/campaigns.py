@@ -67,7 +67,8 @@ def create(store: Store, template: str, created_by: str, version: int | None = N
         session.flush()
         session.add(CampaignAudit(campaign_id=campaign.id, actor=created_by, action="create", from_status=None,
                                   to_status=CampaignStatus.DRAFT.value))
-        count = _add_members(session.connection(), campaign.id, plan, cohort=0, today=today)
+        # a trigger campaign starts empty: events enter its members one by one
+        count = 0 if plan.trigger else _add_members(session.connection(), campaign.id, plan, cohort=0, today=today)
         return CampaignInfo(campaign.id, campaign.name, stored.name, stored.version, campaign.status, count, plan)
 
 
@@ -137,6 +138,8 @@ def sync(store: Store, campaign_id: int, today: date | None = None) -> Sync:
     info = get(store, campaign_id)
     if info.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
         raise UserError(f"campaign {campaign_id} is {info.status}: only a running or paused campaign takes in members")
+    if info.plan.trigger:
+        raise UserError(f"campaign {campaign_id} is event-triggered: its events enter its members, not a sync")
     with store.engine.begin() as conn:
         cohort = (conn.scalar(select(func.max(CampaignMember.cohort))
                               .where(CampaignMember.campaign_id == campaign_id)) or 0) + 1

@@ -107,6 +107,52 @@ def cmd_subscribers_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- events ------------------------------------------------------------------------
+
+
+def cmd_events_catalog(args: argparse.Namespace) -> int:
+    from touchwave.events import catalog
+
+    kinds = catalog.read_catalog_file(args.file)
+    catalog.upsert(_store(args).engine, kinds)
+    _out(f"{args.file}: {len(kinds)} event types stored in the catalog")
+    return EXIT_OK
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    from touchwave.events import catalog
+
+    with _store(args).engine.connect() as conn:
+        kinds = catalog.load(conn)
+    if not kinds:
+        _out("no event types yet: touchwave events catalog campaign_templates/catalog/events.json")
+    for kind in kinds.values():
+        _out(f"{kind.name:<24} payload: {', '.join(kind.fields) or '-':<28} {kind.description}")
+    return EXIT_OK
+
+
+def cmd_events_replay(args: argparse.Namespace) -> int:
+    """Bulk or back-filled events from a JSON Lines file, in batches; the campaigns they
+    enter subscribers into are told after each batch when Temporal is reachable."""
+    from touchwave.events.replay import replay
+
+    settings = Settings.from_env(args.database_url)
+    report = asyncio.run(replay(_store(args).engine, settings, args.file, args.batch))
+    _out(f"{args.file}: {report.received:,} events, {report.accepted:,} new, {report.duplicates:,} already received, "
+         f"{len(report.rejected):,} rejected, {report.expired:,} too old for a trigger; "
+         f"{sum(report.entered.values()):,} subscribers entered trigger campaigns"
+         + (f" ({', '.join(f'campaign {c}: {n:,}' for c, n in sorted(report.entered.items()))})"
+            if report.entered else ""))
+    for rejected in report.rejected[:20]:
+        _out(f"  line {rejected.index + 1}" + (f" ({rejected.id})" if rejected.id else "") + f": {rejected.reason}")
+    if len(report.rejected) > 20:
+        _out(f"  … and {len(report.rejected) - 20:,} more")
+    if report.untold:
+        _out(f"note: Temporal was not reachable ({report.untold}); the campaigns' workflows find their new "
+             "members at their next look")
+    return EXIT_OK if not report.rejected else EXIT_USER
+
+
 # -- tags and segments -------------------------------------------------------------
 
 
@@ -736,6 +782,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p = command(subs, "stats", cmd_subscribers_stats, "count subscribers by region and plan")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    events = group("events", "customer events that trigger campaigns: the catalog, and replaying files")
+    p = command(events, "catalog", cmd_events_catalog, "create or update event types from a catalog JSON file")
+    p.add_argument("file")
+    command(events, "list", cmd_events_list, "the event types and their payload fields")
+    p = command(events, "replay", cmd_events_replay,
+                "ingest a JSON Lines file of events (one {id, type, msisdn, occurred_at, payload} per line)")
+    p.add_argument("file")
+    p.add_argument("--batch", type=_positive_int, default=1000, help="events per batch (at most 1000)")
 
     tags = group("tags", "the big-data platform's tags: catalog and daily drops")
     p = command(tags, "catalog", cmd_tags_catalog, "create or update tags from a catalog JSON file")

@@ -102,8 +102,8 @@ def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: 
     return (
         "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, address, attempt, idempotency_key,"
         " status, reason, at, window_ends_at) "
-        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, 1,"
-        f" :key_prefix || CAST(m.subscriber_id AS TEXT) || :key_suffix, {status}, :now, {ends} "
+        "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, m.entry,"
+        f" :key_prefix || CAST(m.subscriber_id AS TEXT) || ':' || CAST(m.entry AS TEXT), {status}, :now, {ends} "
         "FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id JOIN campaigns k ON k.id = m.campaign_id "
         f"WHERE {_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL}{condition}"
         f"{lock} "
@@ -134,7 +134,7 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     route_param = {"route": route} if route is not None else {}
     params = {
         **shard.params, **route_param, "step": step_id, "channel": channel,
-        "key_prefix": f"{shard.campaign_id}:{step_id}:", "key_suffix": ":1", "now": now(),
+        "key_prefix": f"{shard.campaign_id}:{step_id}:", "now": now(),
         **({"ends": window_ends_at} if window_ends_at else {}),
     }
     suppressed: dict[str, int] = {}
@@ -162,10 +162,10 @@ def _leave_limited(conn: Connection, params: dict) -> None:
     conn.execute(text(
         "UPDATE campaign_members SET state = 'suppressed', reason = (SELECT c.reason FROM contact_ledger c "
         " WHERE c.campaign_id = campaign_members.campaign_id AND c.step_id = :step"
-        " AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = 1), updated_at = :now "
+        " AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = campaign_members.entry), updated_at = :now "
         "WHERE campaign_id = :campaign AND cohort = :cohort AND subscriber_id BETWEEN :first AND :last "
         f"AND state IN {_ELIGIBLE_SQL} AND EXISTS (SELECT 1 FROM contact_ledger c WHERE c.campaign_id = :campaign "
-        "AND c.step_id = :step AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = 1 "
+        "AND c.step_id = :step AND c.subscriber_id = campaign_members.subscriber_id AND c.attempt = campaign_members.entry "
         "AND c.status = 'suppressed' AND (c.reason = 'arbitration' OR c.reason LIKE 'cap:%'))"
     ).bindparams(*utc_binds("now")), params)
 

@@ -3,8 +3,7 @@
 Read on every customer who walks in or calls, so it is two statements on one
 connection, built once: the open windows (with their campaign, member state and the
 do-not-disturb flag, all in one join) and the offers' names, prices and that channel's
-scripts. The compiled plans that say which offer and script a step uses are read once
-per template version (versions never change).
+scripts.
 """
 
 from __future__ import annotations
@@ -12,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, DateTime, bindparam, select, text
+from sqlalchemy import Connection, DateTime, bindparam, text
 
 from touchwave.contacts import now
 from touchwave.policy.dnd import IN_FORCE_SQL
-from touchwave.store.models import FlowchartTemplate, utc_binds
-from touchwave.templates.plan import Plan
+from touchwave.store.models import utc_binds
+from touchwave.store.templates import plan_of
 
 
 @dataclass(frozen=True)
@@ -61,26 +60,13 @@ _SCRIPTS = text(
     "WHERE sc.code IN :codes"
 ).bindparams(bindparam("codes", expanding=True))
 
-_PLAN = select(FlowchartTemplate.plan).where(FlowchartTemplate.id == bindparam("template_id"))
-
-#: compiled plans by template version id
-_PLANS: dict[int, Plan] = {}
-
-
-def _plan(conn: Connection, template_id: int) -> Plan:
-    plan = _PLANS.get(template_id)
-    if plan is None:
-        plan = _PLANS[template_id] = Plan.from_dict(conn.execute(_PLAN, {"template_id": template_id}).scalar_one())
-    return plan
-
-
 def open_offers(conn: Connection, msisdn: str, channel: str) -> list[Offer]:
     """Open offer windows in `channel` of campaigns the customer has not completed,
     highest priority first, then the window closing soonest."""
     windows = conn.execute(_OPEN_WINDOWS, {"channel": channel, "msisdn": msisdn, "now": now()}).all()
     if not windows:
         return []
-    steps = [(_plan(conn, w.template_id), w) for w in windows]
+    steps = [(plan_of(conn, w.template_id), w) for w in windows]
     steps = [(plan, plan.step(w.step_id), w) for plan, w in steps]
     scripts = {r.script: r for r in conn.execute(_SCRIPTS, {"codes": sorted({s.script for _, s, _ in steps})})}
     return [

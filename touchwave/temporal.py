@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from touchwave.campaigns import CampaignInfo
 from workflows import attributes
 from workflows.campaign import CampaignInput, CampaignWorkflow
+from workflows.trigger import TriggerInput, TriggerWorkflow
 
 _INDEXED = {
     "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
@@ -50,11 +51,16 @@ def dev_server_flags() -> list[str]:
 async def start_campaign(client: Client, campaign: CampaignInfo, task_queue: str, workflow_id: str | None = None,
                          **options) -> WorkflowHandle:
     """Start the campaign's workflow (id `campaign-<id>` unless given), searchable by id,
-    template, status and business line. `options` are `CampaignInput` fields (shard size,
-    time scale…)."""
+    template, status and business line: a `CampaignWorkflow` for a bulk campaign, a
+    `TriggerWorkflow` for an event-triggered one. `options` are `CampaignInput` fields
+    (shard size, time scale…) or `TriggerInput` fields (time scale, how often to look)."""
+    if campaign.plan.trigger is not None:
+        run, argument = TriggerWorkflow.run, TriggerInput(campaign.id, campaign.plan.to_dict(), **options)
+    else:
+        run, argument = CampaignWorkflow.run, CampaignInput(campaign.id, campaign.plan.to_dict(), **options)
     return await client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignInput(campaign.id, campaign.plan.to_dict(), **options),
+        run,
+        argument,
         id=workflow_id or campaign.workflow_id,
         task_queue=task_queue,
         search_attributes=TypedSearchAttributes([

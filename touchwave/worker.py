@@ -13,6 +13,7 @@ from activities.campaign import CampaignActivities
 from channel_adapters.base import ChannelAdapter
 from workflows.campaign import CampaignWorkflow
 from workflows.shard import ShardWorkflow
+from workflows.trigger import TriggerWorkflow
 
 TASK_QUEUE = "touchwave-campaigns"
 
@@ -23,7 +24,7 @@ def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelA
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CampaignWorkflow, ShardWorkflow],
+        workflows=[CampaignWorkflow, ShardWorkflow, TriggerWorkflow],
         activities=activities.all,
         activity_executor=ThreadPoolExecutor(threads),
         max_concurrent_activities=threads,

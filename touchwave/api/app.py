@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +27,8 @@ from temporalio.client import Client
 from channel_adapters.outbound import OutboundAdapter
 from touchwave.contacts import NotTargeted
 from touchwave.errors import UserError
-from touchwave.notify import ResponseNotifier
+from touchwave.events.ingest import BATCH_LIMIT, ingest
+from touchwave.notify import EntryNotifier, ResponseNotifier
 from touchwave.policy import dnd
 from touchwave.responses import record_response
 from touchwave import offer_view, tokens
@@ -58,6 +60,28 @@ class ResponseOut(BaseModel):
 
 
 _OFFERS = TypeAdapter(list[offer_view.Offer])
+
+
+class EventsIn(BaseModel):
+    #: each event is checked on its own: a bad one is rejected with its reason, the rest go on
+    events: list[Any] = Field(max_length=BATCH_LIMIT, description=(
+        "up to 1,000 events {id, type, msisdn, occurred_at, payload}; ids already received are ignored"))
+
+
+class RejectedOut(BaseModel):
+    index: int
+    id: str | None
+    reason: str
+
+
+class EventsOut(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+    expired: int = Field(description="events too old for a trigger they matched")
+    rejected: list[RejectedOut]
+    #: subscribers entered, by trigger campaign id
+    entered: dict[int, int]
 
 
 class TrailOut(BaseModel):
@@ -105,6 +129,7 @@ class _Temporal:
 
     client: Client | None
     notifier: ResponseNotifier | None
+    entries: EntryNotifier | None = None
 
 
 def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
@@ -130,12 +155,14 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                             extra={"error": str(exc)})
             else:
                 link.notifier = link.notifier or ResponseNotifier(link.client)
-        flushing = asyncio.create_task(link.notifier.run()) if link.notifier else None
+        if link.client is not None:
+            link.entries = EntryNotifier(link.client)
+        flushing = [asyncio.create_task(n.run()) for n in (link.notifier, link.entries) if n]
         yield
         readers.shutdown(wait=False)
-        if flushing:
-            flushing.cancel()
-            await asyncio.gather(flushing, return_exceptions=True)
+        for task in flushing:
+            task.cancel()
+        await asyncio.gather(*flushing, return_exceptions=True)
 
     app = FastAPI(title="touchwave", version="1", description="Multi-channel campaign engine", lifespan=lifespan)
 
@@ -184,6 +211,17 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             if channel not in PASSIVE_CHANNELS:
                 raise HTTPException(status_code=422, detail=f"{channel.value} is not a passive channel")
             return offer_view.open_offers(conn, msisdn, channel.value)
+
+    @app.post("/v1/events", response_model=EventsOut)
+    def post_events(body: EventsIn, _=allow(Role.PRODUCER)) -> EventsOut:
+        """Customer events (data use, top-ups, logins…): each is checked against its type's
+        schema and stored once per id; those matching a running trigger campaign enter
+        their subscriber, whose first contact follows within a second."""
+        result = ingest(engine, body.events)
+        if link.entries:
+            for campaign_id, count in result.entered.items():
+                link.entries.entered(campaign_id, count)
+        return EventsOut(**dataclasses.asdict(result))
 
     @app.get("/v1/customers/{msisdn}/trail", response_model=list[TrailOut])
     def customer_trail(msisdn: str, limit: int = Query(200, ge=1, le=1000),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchwave.errors import UserError
+from touchwave.events import catalog as event_catalog
 from touchwave.jsonfile import read_json
 from touchwave.store.models import Channel, Offer, Script
 from touchwave.templates.compiler import Catalog, ScriptRef
@@ -83,4 +84,5 @@ def read_catalog(session: Session) -> Catalog:
     return Catalog(
         offers=frozenset(session.scalars(select(Offer.code))),
         scripts={code: ScriptRef(code, offer, str(channel)) for code, offer, channel in rows},
+        events=event_catalog.load(session.connection()),
     )

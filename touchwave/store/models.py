@@ -225,6 +225,9 @@ class CampaignMember(Base):
         # chose it over the primary key for per-member updates (walking every pending member)
         # a shard is a subscriber-id range of one cohort
         Index("ix_campaign_members_cohort", "campaign_id", "cohort", "subscriber_id"),
+        # trigger campaigns: who is due at which node
+        Index("ix_campaign_members_due", "campaign_id", "due_at", sqlite_where=text("due_at IS NOT NULL"),
+              postgresql_where=text("due_at IS NOT NULL")),
     )
 
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
@@ -235,6 +238,14 @@ class CampaignMember(Base):
     state: Mapped[MemberState] = mapped_column(_enum(MemberState, "member_state"), default=MemberState.PENDING)
     reason: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: trigger campaigns: the n-th time the subscriber entered (their contacts' attempt)
+    entry: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: trigger campaigns: the node the member is due at, and when (None: their journey is over)
+    at_node: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime | None] = mapped_column()
+    entered_at: Mapped[datetime | None] = mapped_column()
+    #: trigger campaigns: the event that entered them last
+    event_id: Mapped[str | None] = mapped_column(String(100))
 
 
 #: channels that may have a daily capacity, and the predicate of their queue's index
@@ -303,6 +314,29 @@ class TagType(enum.StrEnum):
     ENUM = "enum"
     BOOL = "bool"
     DATE = "date"
+
+
+class EventType(Base):
+    """One kind of customer event a trigger campaign can start on, and its payload's JSON Schema."""
+
+    __tablename__ = "event_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    payload_schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Event(Base):
+    """A customer event as received; its id is the producer's, so a resent event is ignored."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    msisdn: Mapped[str] = mapped_column(String(16), index=True)
+    occurred_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Tag(Base):
@@ -517,6 +551,7 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"  # start, pause, resume, cancel
     ANALYST = "analyst"  # progress and reports
     ADMIN = "admin"  # tokens; passes every role check
+    PRODUCER = "producer"  # systems that post customer events (billing, network, app)
 
 
 class ApiToken(Base):

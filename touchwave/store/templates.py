@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from touchwave.errors import UserError
@@ -100,3 +100,17 @@ def get_template(session: Session, name: str, version: int | None = None) -> Tem
             raise UserError(f'template "{name}" has no version {version}')
         raise UserError(f'no template named "{name}"' + (f"; uploaded: {', '.join(known)}" if known else "; none uploaded yet"))
     return TemplateVersion.of(row)
+
+
+_PLAN = select(FlowchartTemplate.plan).where(FlowchartTemplate.id == bindparam("template_id"))
+#: compiled plans by store and template version id: versions never change, so each is read once
+_PLANS: dict[tuple[str, int], Plan] = {}
+
+
+def plan_of(conn: Connection, template_id: int) -> Plan:
+    """The compiled plan of a template version (by its row id), read once per process."""
+    key = (str(conn.engine.url), template_id)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = Plan.from_dict(conn.execute(_PLAN, {"template_id": template_id}).scalar_one())
+    return plan

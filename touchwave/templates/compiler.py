@@ -27,7 +27,11 @@ from touchwave.templates.plan import (
     Branch,
     Plan,
     Step,
+    Trigger,
 )
+from touchwave.errors import UserError
+from touchwave.events.catalog import EventKind
+from touchwave.events.conditions import compile_conditions
 from touchwave.templates.problems import Problem, TemplateInvalid, pointer
 from touchwave.templates.schema import schema_problems
 
@@ -47,6 +51,20 @@ class Catalog:
 
     offers: frozenset[str] = frozenset()
     scripts: Mapping[str, ScriptRef] = field(default_factory=dict)
+    #: event types by name (trigger templates name one, and conditions on its payload)
+    events: Mapping[str, EventKind] = field(default_factory=dict)
+
+
+def _trigger(trigger: dict[str, Any] | None) -> Trigger | None:
+    if trigger is None:
+        return None
+    reentry = trigger.get("reentry", "never")
+    return Trigger(
+        event=trigger["event"],
+        when_json=canonical_json(trigger["when"]) if "when" in trigger else None,
+        reentry_seconds=None if reentry == "never" else seconds(reentry),
+        expires_seconds=seconds(trigger["expires_after"]) if "expires_after" in trigger else None,
+    )
 
 
 def canonical_json(document: Any) -> str:
@@ -105,9 +123,28 @@ def compile_template(document: Any, catalog: Catalog | None = None, source: str 
         problems += graph.check()
         if catalog is not None:
             problems += _reference_problems(graph, catalog)
+            problems += _trigger_problems(document, catalog)
     if problems:
         raise TemplateInvalid(sorted(set(problems), key=_path_order), source)
     return graph.plan()
+
+
+def _trigger_problems(document: dict[str, Any], catalog: Catalog) -> list[Problem]:
+    """The trigger's event type is in the catalog and its conditions fit that type's payload."""
+    trigger = document.get("trigger")
+    if not isinstance(trigger, dict) or not isinstance(trigger.get("event"), str):
+        return []
+    kind = catalog.events.get(trigger["event"])
+    if kind is None:
+        return [Problem("/trigger/event", f'no event type "{trigger["event"]}" in the catalog '
+                                          "(touchwave events catalog FILE)")]
+    if "when" in trigger:
+        try:
+            compile_conditions(trigger["when"], kind)
+        except UserError as exc:
+            where, _, what = str(exc).partition(": ")
+            return [Problem(where, what)]
+    return []
 
 
 def _path_order(problem: Problem) -> tuple:
@@ -420,6 +457,7 @@ class _Graph:
             ),
             control_share=float(doc.get("control_share", 0)),
             timezone=doc.get("timezone"),
+            trigger=_trigger(doc.get("trigger")),
             entry=self.entry or "",
             steps=steps,
         )

@@ -70,6 +70,24 @@ class Audience:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """An event-triggered campaign's entry: a subscriber enters when one of their events
+    of type `event` matches, and walks the flowchart from its first node on their own."""
+
+    event: str
+    #: conditions on the payload, canonical JSON (None: every event of the type)
+    when_json: str | None = None
+    #: a subscriber enters again only this long after their last entry (None: once ever)
+    reentry_seconds: int | None = None
+    #: an event older than this when it arrives is not acted on (None: any age)
+    expires_seconds: int | None = None
+
+    @property
+    def when(self) -> dict[str, Any] | None:
+        return json.loads(self.when_json) if self.when_json else None
+
+
+@dataclass(frozen=True)
 class Plan:
     template: str
     #: sha256 of the template's canonical JSON: the version's identity
@@ -84,6 +102,8 @@ class Plan:
     steps: tuple[Step, ...] = field(default=())
     #: the clock quiet hours follow; None: the operator's time zone
     timezone: str | None = None
+    #: event-triggered campaigns: what enters a subscriber (None: a bulk campaign)
+    trigger: Trigger | None = None
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
@@ -107,4 +127,5 @@ class Plan:
             Step(**{**s, "branches": tuple(Branch(**b) for b in s.get("branches", ()))})
             for s in data["steps"]
         )
-        return cls(**{**data, "audience": Audience(**data["audience"]), "steps": steps})
+        trigger = Trigger(**data["trigger"]) if data.get("trigger") else None
+        return cls(**{**data, "audience": Audience(**data["audience"]), "steps": steps, "trigger": trigger})
