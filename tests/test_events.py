@@ -172,3 +172,44 @@ def test_the_catalog_names_what_is_wrong_with_it(tmp_path):
 def test_every_shipped_trigger_template_is_tested_here():
     shipped = {p.name for p in EXAMPLES if "trigger" in load_example(p.name)}
     assert shipped == set(TRIGGERS)
+
+
+def test_producers_post_events_over_the_api_and_only_producers(store):
+    from .conftest import api_client
+
+    campaign, admitted = trigger_campaign(store, "data_usage_addon.json")
+    producer = api_client(store.engine, "producer")
+    batch = [event("data_usage_threshold", admitted[0], {"percent": 81, "plan_quota_mb": 2048}),
+             {"id": "half", "type": "top_up"}]
+    answer = producer.post("/v1/events", json={"events": batch})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["entered"]) == (1, {str(campaign.id): 1})
+    assert body["rejected"] == [{"index": 1, "id": "half", "reason": "msisdn: Field required"}]
+    assert api_client(store.engine, "agent").post("/v1/events", json={"events": batch}).status_code == 403
+    too_many = producer.post("/v1/events", json={"events": [batch[0]] * 1001})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "events"]
+
+
+def test_events_replay_from_a_file_reports_each_bad_line(store, database_url, tmp_path, monkeypatch, capsys):
+    import json
+
+    from touchwave import cli
+
+    campaign, admitted = trigger_campaign(store, "data_usage_addon.json")
+    usage = {"percent": 99, "plan_quota_mb": 2048}
+    lines = [json.dumps(event("data_usage_threshold", n, usage)) for n in admitted[:5]]
+    lines[2] = '{"id": "broken", '
+    lines.append(json.dumps(event("data_usage_threshold", admitted[6], {"percent": -1, "plan_quota_mb": 1})))
+    lines.append(lines[0])
+    file = tmp_path / "events.jsonl"
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("TOUCHWAVE_DATABASE_URL", database_url)
+    monkeypatch.setenv("TOUCHWAVE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    code = cli.main(["events", "replay", str(file), "--batch", "2"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "7 events, 4 new, 1 already received, 2 rejected" in out and "4 subscribers entered" in out
+    assert "line 3: not JSON" in out and "line 6 (" in out and "payload/percent: -1 is less than the minimum of 0" in out
+    assert "Temporal was not reachable" in out
+    assert member(store, campaign.id, admitted[3]).at_node == "addon_sms"

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from sqlalchemy import text
 
-from touchwave import campaigns
+from touchwave import campaigns, tokens
+from touchwave.events import catalog as event_catalog
 from touchwave.config import TEMPLATES_DIR, Settings
 from touchwave.stack import Stack
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
@@ -22,6 +27,7 @@ from touchwave.temporal import start_campaign
 from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 
 TEMPLATE = "ringback-tone-download"
+TRIGGER = "data-usage-addon"
 
 
 def _say(text_: str = "") -> None:
@@ -49,6 +55,7 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
         _say(f"embedded stack up: Temporal UI {stack.ui_url}, API {stack.api_url} (OpenAPI at /docs), "
              f"simulator :{stack.ports.simulator}, store {database}")
         store = stack.store
+        event_catalog.upsert(store.engine, event_catalog.read_catalog_file(TEMPLATES_DIR / "catalog" / "events.json"))
         with store.session.begin() as session:
             upsert_catalog(session, read_catalog_file(TEMPLATES_DIR / "catalog" / "offers.json"))
             for path in sorted(TEMPLATES_DIR.glob("*.json")):
@@ -57,7 +64,7 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
         tags = load_population(store.engine, subscribers, seed=7)
         _say(f"loaded {subscribers:,} synthetic subscribers and imported their {tags.tags} tags "
              f"in {time.perf_counter() - started:.1f} s; "
-             "uploaded the offer catalog and every template")
+             "uploaded the offer and event catalogs and every template")
         for channel in QUIET_CHANNELS:  # a demo day lasts seconds: a night of quiet hours would stop it cold
             set_rules(store.engine, channel, quiet=None)
         _say("quiet hours (default 21:00–08:00 for SMS, calls and push) are lifted for this demo run: "
@@ -94,4 +101,44 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
         delivered = await _orders_delivered(store)
         _say(f"orders: {delivered} accepted offers delivered to BOSS (the simulator) through the outbox, "
              f"{len(stack.sim.orders)} placed there — once each")
+        await _event_triggered(stack, settings, seconds_per_day)
         _say(f"(the stack is shutting down; the Temporal history stays in {temporal_db})")
+
+
+async def _event_triggered(stack: Stack, settings: Settings, seconds_per_day: float, events: int = 400) -> None:
+    """Seeds 003/004: the data-usage trigger campaign, fed real events over the API."""
+    store = stack.store
+    campaign = campaigns.create(store, TRIGGER, created_by="demo")
+    handle = await start_campaign(stack.client, campaign, settings.task_queue, time_scale=seconds_per_day / 86_400)
+    while campaigns.get(store, campaign.id).status != "running":
+        await asyncio.sleep(0.1)
+    _say(f"\nevent-triggered campaign {campaign.id} «{campaign.plan.title}»: "
+         f"{stack.ui_url}/namespaces/default/workflows/{campaign.workflow_id}")
+    with store.engine.connect() as conn:
+        numbers = list(conn.execute(text("SELECT msisdn FROM subscribers ORDER BY random() LIMIT :n"),
+                                    {"n": events}).scalars())
+    rng = random.Random(3)
+    batch = [{"id": f"demo-usage-{i}", "type": "data_usage_threshold", "msisdn": number,
+              "occurred_at": datetime.now(UTC).isoformat(),
+              "payload": {"percent": rng.choice((50, 80, 90, 100)), "plan_quota_mb": 20480}}
+             for i, number in enumerate(numbers)]
+    producer = tokens.create(store.engine, "demo billing system", "producer")
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {producer}"}) as api:
+        answer = (await api.post("/v1/events", json={"events": batch})).json()
+    entered = sum(answer["entered"].values())
+    _say(f"POST /v1/events: {answer['received']} data-usage events, {entered} matched "
+         "(use ≥ 80% of the plan, ARPU ≥ 30) and entered the campaign")
+    await asyncio.sleep(max(3.0, 3 * seconds_per_day))  # past the 2-day wait: the calls are placed
+    with store.engine.connect() as conn:
+        delays = sorted(conn.execute(text(
+            "SELECT (julianday(c.at) - julianday(e.received_at)) * 86400000 FROM contact_ledger c "
+            "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = c.subscriber_id "
+            "JOIN events e ON e.id = m.event_id WHERE c.campaign_id = :c AND c.step_id = 'addon_sms'"),
+            {"c": campaign.id}).scalars())
+    if delays:
+        _say(f"their add-on SMS: {len(delays)} claimed for the gateway, event → SMS median "
+             f"{delays[len(delays) // 2]:.0f} ms, slowest {delays[-1]:.0f} ms; 10086 shows the offer for a week, "
+             "and whoever has not answered in 2 days gets a call:")
+    _say(funnel_text(store.engine, campaign.id, campaign.plan))
+    await handle.signal("cancel")
+    await handle.result()
