@@ -30,10 +30,12 @@ class ShardRef:
     index: int
     first: int
     last: int
+    #: a trigger campaign's members in hand (see `contacts.Shard.in_hand`)
+    in_hand: bool = False
 
     @property
     def shard(self) -> Shard:
-        return Shard(self.campaign_id, self.cohort, self.first, self.last)
+        return Shard(self.campaign_id, self.cohort, self.first, self.last, self.in_hand)
 
 
 @dataclass
@@ -110,8 +112,6 @@ class JourneyInput:
 class JourneyPass:
     #: the channel steps this pass ran, each on the members who were due there
     steps: list[StepResult] = field(default_factory=list)
-    #: journeys that ended because the member answered or left
-    ended: int = 0
     #: when the next member is due (UTC epoch seconds; None: nobody is on their way)
     next_due_at: float | None = None
 
@@ -213,6 +213,7 @@ class CampaignActivities:
                         return result.wait("capacity", channels.day_starts(now, self.timezone, later=1))
                 if not batch:
                     return result
+                last = rules.daily_capacity is None and len(batch) < self.batch_size  # nothing claimed is left
                 after = batch[-1].subscriber_id
                 if adapter is None:
                     result.sent += len(batch)  # offers shown: windows opened
@@ -221,6 +222,8 @@ class CampaignActivities:
                     contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
                     _count(result, deliveries)
                 activity.heartbeat(result.sent + result.failed)
+                if last:
+                    return result
 
     def _script_text(self, code: str) -> str:
         with self.engine.connect() as conn:
@@ -244,24 +247,29 @@ class CampaignActivities:
 
         done = JourneyPass()
         with activity.shield_thread_cancel_exception():
-            done.ended = journeys.start_pass(self.engine, campaign_id)
+            due_now = journeys.due_nodes(self.engine, campaign_id, clock())
         for step in plan.steps:
+            if step.id not in due_now:
+                continue
             with activity.shield_thread_cancel_exception():
-                if not journeys.take_due(self.engine, campaign_id, step.id, clock()):
-                    continue
+                journeys.take_due(self.engine, campaign_id, step.id, clock())
                 if step.kind == "split":
-                    journeys.route(self.engine, plan, campaign_id, step.id, clock(), input.time_scale)
+                    due_now |= journeys.route(self.engine, plan, campaign_id, step.id, clock(), input.time_scale)
                     continue
             resume_at = None
             if step.channel:
                 window = round(step.window_seconds * input.time_scale) if step.window_seconds else None
                 ran = self.run_step(StepInput(
-                    ShardRef(campaign_id, journeys.IN_HAND, 0, 0, contacts.LAST_ID), step.id, step.kind,
-                    step.offer or "", step.script or "", None, window, plan.timezone or "", step.when_limited))
+                    ShardRef(campaign_id, journeys.IN_HAND, 0, 0, contacts.LAST_ID, in_hand=True), step.id,
+                    step.kind, step.offer or "", step.script or "", None, window, plan.timezone or "",
+                    step.when_limited))
                 done.steps.append(ran)
                 resume_at = datetime.fromtimestamp(ran.resume_at, UTC) if ran.resume_at is not None else None
             with activity.shield_thread_cancel_exception():
-                journeys.move_on(self.engine, plan, campaign_id, step.id, clock(), input.time_scale, resume_at)
+                reached = journeys.move_on(self.engine, plan, campaign_id, step.id, clock(), input.time_scale,
+                                           resume_at)
+            if reached:
+                due_now.add(reached)
         with activity.shield_thread_cancel_exception():
             due = journeys.next_due(self.engine, campaign_id)
         done.next_due_at = due.timestamp() if due else None

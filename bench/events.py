@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import queue
 import random
 import statistics
 import subprocess
@@ -33,24 +35,26 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 from temporalio.testing import WorkflowEnvironment
 
 from channel_adapters.outbound import OutboundAdapter
 from channel_adapters.simulator import CustomerModel, Simulator
 from channel_adapters.sms import SmsAdapter
 from touchwave import campaigns, tokens
-from touchwave.config import TEMPLATES_DIR
+from touchwave.config import TEMPLATES_DIR, normalise_database_url
 from touchwave.events import catalog as event_catalog
 from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 from touchwave.segments.synthetic import load_population
 from touchwave.stack import installed_binary
 from touchwave.store import Store, db
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
-from touchwave.store.models import CampaignStatus
+from touchwave.store.models import CampaignStatus, utc_binds
 from touchwave.store.subscribers import REGIONS
 from touchwave.store.templates import upload
 from touchwave.temporal import dev_server_flags, start_campaign
@@ -60,8 +64,8 @@ CAMPAIGNS = 10
 SILENT = CustomerModel(accept={}, decline={}, consider={})
 
 
-def prepare(url: str, subscribers: int) -> tuple[Store, list[campaigns.CampaignInfo], dict[str, list[str]]]:
-    """The store, ten trigger campaigns (one per region), and the numbers per region."""
+def prepare(url: str, subscribers: int) -> tuple[Store, list[campaigns.CampaignInfo]]:
+    """The store and ten trigger campaigns (one per region)."""
     store = Store.open(url, migrated=False)
     db.upgrade(store.engine)
     for channel in QUIET_CHANNELS:  # the benchmark runs at any hour
@@ -75,12 +79,7 @@ def prepare(url: str, subscribers: int) -> tuple[Store, list[campaigns.CampaignI
                              "audience": {"rule": {"field": "region", "op": "eq", "value": REGIONS[i]}}},
                    author="bench")
     load_population(store.engine, subscribers, seed=13, today=date(2026, 11, 24))
-    created = [campaigns.create(store, f"bench-usage-{i}", created_by="bench") for i in range(CAMPAIGNS)]
-    with store.engine.connect() as conn:
-        numbers: dict[str, list[str]] = {}
-        for msisdn, region in conn.execute(text("SELECT msisdn, region FROM subscribers")):
-            numbers.setdefault(region, []).append(msisdn)
-    return store, created, numbers
+    return store, [campaigns.create(store, f"bench-usage-{i}", created_by="bench") for i in range(CAMPAIGNS)]
 
 
 class Stamped(httpx.BaseTransport):
@@ -128,35 +127,72 @@ class Stream:
         return events, chosen
 
 
-async def post_stream(api: httpx.AsyncClient, stream: Stream, rate: float, seconds: float, batch: int,
-                      matching: bool, report=None) -> list[float]:
-    """Post `rate` events/s for `seconds`; returns each request's latency (ms)."""
+async def post_stream(port: int, token: str, stream: Stream, rate: float, seconds: float, batch: int,
+                      matching: bool) -> list[float]:
+    """Post `rate` events/s for `seconds` (open loop); returns each request's latency (ms)."""
     latencies: list[float] = []
     failures = 0
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as api:
 
-    async def post(events: list[dict], chosen: list[str]) -> None:
-        nonlocal failures
-        started = time.monotonic()
-        for msisdn in chosen:
-            stream.posted[msisdn] = started
-        answer = await api.post("/v1/events", json={"events": events})
-        latencies.append((time.monotonic() - started) * 1000)
-        failures += answer.status_code != 200 or bool(answer.json()["rejected"])
+        async def post(events: list[dict], chosen: list[str]) -> None:
+            nonlocal failures
+            started = time.monotonic()
+            for msisdn in chosen:
+                stream.posted[msisdn] = started
+            try:
+                answer = await api.post("/v1/events", json={"events": events})
+            except httpx.TransportError:  # a keep-alive connection the server closed: ids make a resend safe
+                answer = await api.post("/v1/events", json={"events": events})
+            latencies.append((time.monotonic() - started) * 1000)
+            failures += answer.status_code != 200 or bool(answer.json()["rejected"])
 
-    every = batch / rate
-    tasks, begin, next_report = [], time.monotonic(), 10.0
-    for n in range(int(seconds / every)):
-        delay = begin + n * every - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(post(*stream.batch(batch, matching))))
-        if report and time.monotonic() - begin >= next_report:
-            await report(time.monotonic() - begin)
-            next_report += 10.0
-    await asyncio.gather(*tasks)
+        every = batch / rate
+        tasks, begin = [], time.monotonic()
+        for n in range(int(seconds / every)):
+            delay = begin + n * every - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(*stream.batch(batch, matching))))
+        await asyncio.gather(*tasks)
     if failures:
         print(f"    {failures} batches were refused or had rejected events", flush=True)
     return latencies
+
+
+def load_process(url: str, port: int, token: str, args: dict, matching: bool, results) -> None:
+    """The load generator in a process of its own, so the worker under test (in the main
+    process) does not share its interpreter with it. `time.monotonic()` is the machine's
+    clock, so its posting times compare with the adapter's stamps in the worker."""
+    store = Store.open(url)
+    with store.engine.connect() as conn:
+        numbers: dict[str, list[str]] = {}
+        for msisdn, region in conn.execute(text("SELECT msisdn, region FROM subscribers")):
+            numbers.setdefault(region, []).append(msisdn)
+    store.close()
+    stream = Stream(numbers, args["match"])
+    latencies = asyncio.run(post_stream(port, token, stream, args["rate"], args["seconds"], args["batch"], matching))
+    results.put((latencies, stream.posted))
+
+
+async def run_load(url: str, port: int, token: str, args: dict, matching: bool,
+                   report=None) -> tuple[list[float], dict[str, float]]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    loader = context.Process(target=load_process, args=(url, port, token, args, matching, results), daemon=True)
+    loader.start()
+    begin, waited = time.monotonic(), 0.0
+    outcome = None
+    while outcome is None:
+        try:
+            outcome = await asyncio.to_thread(results.get, True, 1.0)
+        except queue.Empty:
+            if report and time.monotonic() - begin >= waited + 10:
+                waited += 10
+                await report(waited)
+    loader.join()
+    return outcome
 
 
 def pct(values: list[float], p: float) -> float:
@@ -171,36 +207,40 @@ async def main() -> None:
     parser.add_argument("--baseline", type=float, default=30.0, help="seconds of the baseline stream")
     parser.add_argument("--match", type=float, default=0.1, help="share of events that match a trigger")
     parser.add_argument("--batch", type=int, default=50, help="events per POST")
+    parser.add_argument("--pass-spacing", type=float, default=0.5,
+                        help="TriggerInput.pass_spacing_seconds: how often a campaign's passes may start")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="a PostgreSQL database to use instead of SQLite (a schema of its own, dropped after)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{folder}/events.db"
+    with tempfile.TemporaryDirectory() as folder, (postgres_url(args.postgres) if args.postgres
+                                                   else nullcontext(f"sqlite:///{folder}/events.db")) as url:
         started = time.perf_counter()
-        store, created, numbers = prepare(url, args.subscribers)
-        print(f"    {args.subscribers:,} subscribers, {CAMPAIGNS} trigger campaigns, prepared in "
+        store, created = prepare(url, args.subscribers)
+        print(f"    {'PostgreSQL' if args.postgres else 'SQLite'}: {args.subscribers:,} subscribers, {CAMPAIGNS} "
+              f"trigger campaigns, prepared in "
               f"{time.perf_counter() - started:.0f} s (not counted)", flush=True)
         env = await WorkflowEnvironment.start_local(dev_server_existing_path=installed_binary("temporal"),
                                                     dev_server_extra_args=dev_server_flags(), ui=False)
-        queue = f"bench-{uuid.uuid4().hex[:6]}"
+        task_queue = f"bench-{uuid.uuid4().hex[:6]}"
         sim = Simulator(seed=1, customers=SILENT)
         stamped = Stamped(sim.transport())
         adapters = {"sms": SmsAdapter("http://sms", stamped, rate_per_second=100_000),
                     "outbound": OutboundAdapter("http://callcentre", sim.transport())}
-        worker = build_worker(env.client, store.engine, adapters, task_queue=queue, batch_size=1000)
+        worker = build_worker(env.client, store.engine, adapters, task_queue=task_queue, batch_size=1000)
         port = free_port()
         log = Path(folder) / "api.log"
-        server = api_process(url, port, env.client.service_client.config.target_host, queue, log)
+        server = api_process(url, port, env.client.service_client.config.target_host, task_queue, log)
         producer = tokens.create(store.engine, "bench producer", "producer")
         try:
-            async with worker, httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"Authorization": f"Bearer {producer}"},
-                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)) as api:
+            async with worker, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
                 await until_up(api, log)
-                handles = [await start_campaign(env.client, c, queue) for c in created]
-                stream = Stream(numbers, args.match)
+                handles = [await start_campaign(env.client, c, task_queue, pass_spacing_seconds=args.pass_spacing)
+                           for c in created]
                 for campaign in created:  # (a) paused: events are stored and checked, nobody enters
                     campaigns.set_status(store.engine, campaign.id, CampaignStatus.PAUSED)
                 print(f"(a) baseline: {args.rate:g} events/s for {args.baseline:g} s, campaigns paused ...", flush=True)
-                base = await post_stream(api, stream, args.rate, args.baseline, args.batch, matching=False)
+                load = {"match": args.match, "rate": args.rate, "seconds": args.baseline, "batch": args.batch}
+                base, _ = await run_load(url, port, producer, load, matching=False)
                 print(f"    POST /v1/events ({args.batch} events) p50 {pct(base, 50):.1f} ms, "
                       f"p99 {pct(base, 99):.1f} ms", flush=True)
                 for campaign in created:
@@ -214,21 +254,23 @@ async def main() -> None:
                     with store.engine.connect() as conn:
                         due = conn.execute(text(
                             "SELECT count(*) FROM campaign_members WHERE due_at IS NOT NULL AND due_at <= :now "
-                            "AND at_node = 'addon_sms'"), {"now": datetime.now(UTC).replace(tzinfo=None)}).scalar_one()
+                            "AND at_node = 'addon_sms'").bindparams(*utc_binds("now")),
+                            {"now": datetime.now(UTC)}).scalar_one()
+                        received = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
                     backlog.append(due)
-                    rate = (stream.sent - last[0]) / (elapsed - last[1])
-                    last[:] = [stream.sent, elapsed]
-                    print(f"    t+{elapsed:3.0f} s: {rate:,.0f} events/s posted, {len(stamped.first_sms):,} first SMS "
+                    rate = (received - last[0]) / (elapsed - last[1]) if last[0] else 0
+                    last[:] = [received, elapsed]
+                    print(f"    t+{elapsed:3.0f} s: {rate:,.0f} events/s stored, {len(stamped.first_sms):,} first SMS "
                           f"sent, {due:,} members due and waiting", flush=True)
 
-                stream.sent = 0
-                posts = await post_stream(api, stream, args.rate, args.seconds, args.batch, True, report)
+                load = {**load, "seconds": args.seconds}
+                posts, posted = await run_load(url, port, producer, load, True, report)
                 deadline = time.monotonic() + 15
-                while time.monotonic() < deadline and len(set(stream.posted) - set(stamped.first_sms)):
+                while time.monotonic() < deadline and len(set(posted) - set(stamped.first_sms)):
                     await asyncio.sleep(0.2)
-                delays = [(stamped.first_sms[m] - t) * 1000 for m, t in stream.posted.items() if m in stamped.first_sms]
-                missing = len(stream.posted) - len(delays)
-                print(f"    POST p99 {pct(posts, 99):.1f} ms; {len(stream.posted):,} matching events, "
+                delays = [(stamped.first_sms[m] - t) * 1000 for m, t in posted.items() if m in stamped.first_sms]
+                missing = len(posted) - len(delays)
+                print(f"    POST p99 {pct(posts, 99):.1f} ms; {len(posted):,} matching events, "
                       f"event -> first SMS p50 {pct(delays, 50):.0f} ms, p99 {pct(delays, 99):.0f} ms, "
                       f"{missing} without one", flush=True)
                 for handle in handles:
@@ -244,6 +286,22 @@ async def main() -> None:
           f"(goal <= 1000 ms), backlog first/last sample {backlog[0] if backlog else 0}/{backlog[-1] if backlog else 0} "
           f"(goal: no growth); POST /v1/events p99 {pct(posts, 99):.1f} ms vs {pct(base, 99):.1f} ms "
           "with no campaign running")
+
+
+@contextmanager
+def postgres_url(base: str) -> Iterator[str]:
+    """A schema of its own in `base`, dropped afterwards."""
+    schema = f"tw_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalise_database_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = make_url(normalise_database_url(base)).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def free_port() -> int:

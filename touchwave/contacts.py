@@ -59,6 +59,10 @@ class Shard:
     cohort: int = 0
     first: int = 0
     last: int = LAST_ID
+    #: a trigger campaign's pass: the members in hand are a few among all who ever
+    #: entered, so statements over the step's contacts start from them, not from the
+    #: step's whole (ever-growing) range of the ledger
+    in_hand: bool = False
 
     @property
     def params(self) -> dict[str, int]:
@@ -223,12 +227,17 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
     `claimed`, to be sent again with the same idempotency key (the gateway drops the
     duplicate). Scans the step's contacts of this shard once per attempt."""
     params = {**shard.params, "step": step_id}
+    within = _within(shard)
+    with engine.connect() as conn:  # a read first: nothing to recover is the rule, and needs no write lock
+        if conn.execute(text("SELECT 1 FROM contact_ledger WHERE campaign_id = :campaign AND step_id = :step "
+                             f"AND status = 'sending' AND {within} LIMIT 1"), params).first() is None:
+            return
     with engine.begin() as conn:
         conn.execute(
             text(
                 "UPDATE contact_ledger SET status = 'withdrawn', reason = 'completed' "
-                "WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' "
-                "AND subscriber_id BETWEEN :first AND :last AND EXISTS (SELECT 1 FROM campaign_members m "
+                f"WHERE campaign_id = :campaign AND step_id = :step AND status = 'sending' AND {within} "
+                "AND EXISTS (SELECT 1 FROM campaign_members m "
                 "WHERE m.campaign_id = :campaign AND m.subscriber_id = contact_ledger.subscriber_id "
                 f"AND m.state IN {_COMPLETED_SQL})"
             ),
@@ -236,9 +245,18 @@ def recover_step(engine: Engine, shard: Shard, step_id: str) -> None:
         )
         conn.execute(
             text("UPDATE contact_ledger SET status = 'claimed' WHERE campaign_id = :campaign AND step_id = :step "
-                 "AND status = 'sending' AND subscriber_id BETWEEN :first AND :last"),
+                 f"AND status = 'sending' AND {within}"),
             params,
         )
+
+
+def _within(shard: Shard) -> str:
+    """The shard's contacts in a statement over `contact_ledger`: its subscriber range, or
+    for members in hand, their ids (looked up through the members' cohort index)."""
+    if shard.in_hand:
+        return ("subscriber_id IN (SELECT subscriber_id FROM campaign_members WHERE campaign_id = :campaign "
+                "AND cohort = :cohort)")
+    return "subscriber_id BETWEEN :first AND :last"
 
 
 def mark_waiting(engine: Engine, shard: Shard, step_id: str, reason: str) -> int:
@@ -247,7 +265,7 @@ def mark_waiting(engine: Engine, shard: Shard, step_id: str, reason: str) -> int
     with engine.begin() as conn:
         return conn.execute(
             text("UPDATE contact_ledger SET reason = :reason WHERE campaign_id = :campaign AND step_id = :step "
-                 "AND subscriber_id BETWEEN :first AND :last AND status = 'claimed'"),
+                 f"AND {_within(shard)} AND status = 'claimed'"),
             {**shard.params, "step": step_id, "reason": reason},
         ).rowcount
 
@@ -261,14 +279,25 @@ _TAKE = text(
 ).bindparams(*utc_binds("now"))
 
 
+_TAKE_IN_HAND = text(
+    "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
+    " SELECT c.id FROM campaign_members m JOIN contact_ledger c ON c.campaign_id = m.campaign_id"
+    " AND c.step_id = :step AND c.subscriber_id = m.subscriber_id AND c.attempt = m.entry"
+    " WHERE m.campaign_id = :campaign AND m.cohort = :cohort AND m.subscriber_id > :after AND c.status = 'claimed'"
+    " ORDER BY m.subscriber_id LIMIT :limit"
+    ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
+).bindparams(*utc_binds("now"))
+
+
 def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after: int = -1) -> list[Outgoing]:
     """Hand the next `limit` claimed contacts of this step to the channel, in subscriber
     order (`claimed → sending`, one statement). `after` is the last subscriber handed out
     by this attempt: the scan of the shard's range starts there, on the ledger's unique
-    (campaign, step, subscriber, attempt) index."""
+    (campaign, step, subscriber, attempt) index (members in hand: on the members' cohort
+    index, each looked up in the ledger)."""
     params = {**shard.params, "step": step_id, "limit": limit, "after": max(after, shard.first - 1), "now": now()}
     with engine.begin() as conn:
-        return sorted(Outgoing(*row) for row in conn.execute(_TAKE, params))
+        return sorted(Outgoing(*row) for row in conn.execute(_TAKE_IN_HAND if shard.in_hand else _TAKE, params))
 
 
 @dataclass(frozen=True)

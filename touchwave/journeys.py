@@ -8,7 +8,8 @@ timers per member: moving past a step sets `due_at` to now plus the waits that f
 
 While a node's due members are being worked on they are "in hand" (cohort `IN_HAND`),
 so the channel steps' claims, batches and contact policy (written for a bulk shard)
-work on exactly them.
+work on exactly them. A pass first reads which nodes anyone is due at and writes only
+for those: with SQLite's single writer, a pass with nothing to do must not queue for it.
 """
 
 from __future__ import annotations
@@ -47,32 +48,45 @@ def landing(plan: Plan, node_id: str | None, now: datetime, time_scale: float = 
     return None, None
 
 
-def start_pass(engine: Engine, campaign_id: int) -> int:
-    """Before a pass: members whose journey is over (they answered, or left) are no longer
-    due; members a crashed pass left in hand go back. Returns how many journeys ended."""
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE campaign_members SET cohort = 0 WHERE campaign_id = :c AND cohort = :hand"),
-                     {"c": campaign_id, "hand": IN_HAND})
-        states = ", ".join(f"'{s}'" for s in _FINISHED)
-        return conn.execute(text(
-            "UPDATE campaign_members SET at_node = NULL, due_at = NULL "
-            f"WHERE campaign_id = :c AND due_at IS NOT NULL AND state IN ({states})"), {"c": campaign_id}).rowcount
+def due_nodes(engine: Engine, campaign_id: int, now: datetime) -> set[str]:
+    """The nodes someone is due at (a read: a pass with nothing to do writes nothing);
+    members a crashed pass left in hand are put back first."""
+    with engine.connect() as conn:
+        nodes = set(conn.execute(text(
+            "SELECT DISTINCT at_node FROM campaign_members WHERE campaign_id = :c AND due_at IS NOT NULL "
+            "AND due_at <= :now").bindparams(*utc_binds("now")), {"c": campaign_id, "now": now}).scalars())
+        left = conn.execute(text("SELECT 1 FROM campaign_members WHERE campaign_id = :c AND cohort = :hand LIMIT 1"),
+                            {"c": campaign_id, "hand": IN_HAND}).first()
+    if left is not None:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE campaign_members SET cohort = 0 WHERE campaign_id = :c AND cohort = :hand"),
+                         {"c": campaign_id, "hand": IN_HAND})
+    return nodes
 
 
-def take_due(engine: Engine, campaign_id: int, node_id: str, now: datetime) -> int:
-    """Put the members due at `node_id` by `now` in hand; returns how many."""
+_STATES = ", ".join(f"'{s}'" for s in _FINISHED)
+#: one statement: the due members at a node who can still be contacted are put in hand,
+#: those whose journey is over (they answered, or left) are no longer due
+_TAKE_DUE = text(
+    "UPDATE campaign_members SET "
+    f"cohort = CASE WHEN state IN ({_STATES}) THEN 0 ELSE :hand END, "
+    f"at_node = CASE WHEN state IN ({_STATES}) THEN NULL ELSE at_node END, "
+    f"due_at = CASE WHEN state IN ({_STATES}) THEN NULL ELSE due_at END "
+    "WHERE campaign_id = :c AND due_at IS NOT NULL AND due_at <= :now AND at_node = :node"
+).bindparams(*utc_binds("now"))
+
+
+def take_due(engine: Engine, campaign_id: int, node_id: str, now: datetime) -> None:
+    """Put the members due at `node_id` by `now` in hand (and end the journeys that are over)."""
     with engine.begin() as conn:
-        return conn.execute(text(
-            "UPDATE campaign_members SET cohort = :hand WHERE campaign_id = :c AND due_at IS NOT NULL "
-            "AND due_at <= :now AND at_node = :node").bindparams(*utc_binds("now")),
-            {"c": campaign_id, "hand": IN_HAND, "node": node_id, "now": now}).rowcount
+        conn.execute(_TAKE_DUE, {"c": campaign_id, "hand": IN_HAND, "node": node_id, "now": now})
 
 
 def move_on(engine: Engine, plan: Plan, campaign_id: int, node_id: str, now: datetime, time_scale: float = 1.0,
-            resume_at: datetime | None = None) -> None:
+            resume_at: datetime | None = None) -> str | None:
     """The members in hand at `node_id` go on to the node after it. With `resume_at` (the
     step stopped for quiet hours or capacity), those whose contact still waits stay at
-    the node, due again then."""
+    the node, due again then. Returns the node they went to if they are due there now."""
     step = plan.step(node_id)
     # a member due at a wait (a flowchart that starts with one) waits it out first
     target, due = landing(plan, node_id if step.kind in ("wait", "end") else step.next, now, time_scale)
@@ -86,11 +100,15 @@ def move_on(engine: Engine, plan: Plan, campaign_id: int, node_id: str, now: dat
                 "AND l.attempt = campaign_members.entry AND l.status = 'claimed')").bindparams(*utc_binds("resume")),
                 {**params, "resume": resume_at})
         _move(conn, campaign_id, target, due, "")
+    return target if due is not None and due <= now else None
 
 
-def route(engine: Engine, plan: Plan, campaign_id: int, node_id: str, now: datetime, time_scale: float = 1.0) -> None:
-    """A split: each member in hand goes on along the branch their outcome so far selects."""
+def route(engine: Engine, plan: Plan, campaign_id: int, node_id: str, now: datetime,
+          time_scale: float = 1.0) -> set[str]:
+    """A split: each member in hand goes on along the branch their outcome so far selects.
+    Returns the nodes members went to and are due at now."""
     step = plan.step(node_id)
+    reached = set()
     outcomes = {"accepted": "state = 'accepted'", "declined": "state = 'declined'",
                 "considering": "state = 'considering'",
                 "no_response": "state NOT IN ('accepted', 'declined', 'considering')"}
@@ -98,7 +116,10 @@ def route(engine: Engine, plan: Plan, campaign_id: int, node_id: str, now: datet
         for branch in step.branches:
             target, due = landing(plan, branch.next, now, time_scale)
             _move(conn, campaign_id, target, due, f" AND {outcomes[branch.outcome]}")
+            if target is not None and due is not None and due <= now:
+                reached.add(target)
         _move(conn, campaign_id, None, None, "")  # an outcome without a branch ends the journey
+    return reached
 
 
 def _move(conn: Connection, campaign_id: int, target: str | None, due: datetime | None, condition: str) -> None:

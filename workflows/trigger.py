@@ -50,6 +50,9 @@ class TriggerInput:
     heartbeat_seconds: int = 60
     #: a pass at least this often even without news (a lost `entries_added` costs no more)
     look_every_seconds: float = 60.0
+    #: passes start at most this often: entries arriving meanwhile join the next one, so
+    #: a busy stream costs a few passes a second per campaign, not one per flush
+    pass_spacing_seconds: float = 0.5
     #: continue as new beyond this many history events
     history_limit: int = 10_000
     state: TriggerState | None = field(default=None)
@@ -61,6 +64,7 @@ class TriggerWorkflow:
     def __init__(self, input: TriggerInput) -> None:
         self.input = input
         self.state = input.state or TriggerState(CampaignProgress(status="starting"))
+        self.last_pass: datetime | None = None
 
     @workflow.run
     async def run(self, input: TriggerInput) -> CampaignProgress:
@@ -74,6 +78,11 @@ class TriggerWorkflow:
                 break
             if state.paused:
                 continue
+            if self.last_pass is not None:
+                spacing = self.last_pass + timedelta(seconds=input.pass_spacing_seconds) - workflow.now()
+                if spacing > timedelta(0):
+                    await workflow.sleep(spacing)
+            self.last_pass = workflow.now()
             state.news = False
             done = await workflow.execute_activity_method(
                 CampaignActivities.advance_journeys,

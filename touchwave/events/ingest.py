@@ -14,20 +14,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Connection, Engine, Integer, String, literal, select
+from sqlalchemy import Connection, Engine, Integer, Select, String, bindparam, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from touchwave.errors import UserError
 from touchwave.events import catalog
 from touchwave.events.catalog import EventKind
 from touchwave.events.conditions import Predicate, compile_conditions
-from touchwave.segments.rules import Vocabulary
+from touchwave.segments.rules import Vocabulary, to_clause
 from touchwave.store.models import Campaign, CampaignMember, CampaignStatus, Event, Segment, SegmentMember, Subscriber
 from touchwave.store.subscribers import normalise_msisdn
 from touchwave.store.templates import plan_of
@@ -82,10 +82,11 @@ def ingest(engine: Engine, batch: Sequence[Any], now: datetime | None = None) ->
         result.accepted = len(fresh)
         result.duplicates = len(batch) - len(result.rejected) - len(fresh)
         if fresh:
+            vocabulary: list[Vocabulary] = []  # the tags, read once per batch if a rule needs them
             for campaign_id, plan in _running_triggers(conn, {e.type for e in fresh}):
                 chosen = _matching(plan, kinds[plan.trigger.event], fresh, now, result)
                 if chosen:
-                    entered = _enter(conn, campaign_id, plan, chosen, now)
+                    entered = _enter(conn, campaign_id, plan, chosen, now, vocabulary)
                     if entered:
                         result.entered[campaign_id] = entered
     return result
@@ -203,35 +204,60 @@ def _matching(plan: Plan, kind: EventKind, events: list[EventIn], now: datetime,
     return chosen
 
 
-def _audience(conn: Connection, plan: Plan, msisdns: list[str]):
-    """SELECT the ids of these numbers' subscribers whom the campaign's audience admits."""
+def _admitted(conn: Connection, source: Select, plan: Plan, vocabulary: list[Vocabulary]) -> Select:
+    """`source` (over the batch's events and their subscribers) narrowed to the subscribers
+    the campaign's audience admits: joined, not `IN (subquery)`, so the events' ids drive
+    the plan rather than, say, an index on the rule's region."""
     if plan.audience.segment:
-        return (select(Subscriber.id).join(SegmentMember, SegmentMember.subscriber_id == Subscriber.id)
-                .join(Segment, Segment.id == SegmentMember.segment_id)
-                .where(Segment.name == plan.audience.segment, Subscriber.msisdn.in_(msisdns)))
-    return Vocabulary.load(conn).subscribers(plan.audience.rule or {}, path="/audience/rule").where(
-        Subscriber.msisdn.in_(msisdns))
+        return (source.join(SegmentMember, SegmentMember.subscriber_id == Subscriber.id)
+                .join(Segment, Segment.id == SegmentMember.segment_id).where(Segment.name == plan.audience.segment))
+    if not vocabulary:
+        vocabulary.append(Vocabulary.load(conn))
+    tags = vocabulary[0]
+    if tags.snapshot is not None:
+        table = tags.snapshot.table
+        source = source.outerjoin(table, table.c.subscriber_id == Subscriber.id)
+    return source.where(to_clause(plan.audience.rule or {}, tags, date.today(), "/audience/rule"))
 
 
-def _enter(conn: Connection, campaign_id: int, plan: Plan, chosen: dict[str, EventIn], now: datetime) -> int:
+#: each trigger campaign's entry statement, by store, campaign, tag snapshot and day (a
+#: rule's relative dates): built once, run with each batch's parameters
+_ENTRY_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _enter(conn: Connection, campaign_id: int, plan: Plan, chosen: dict[str, EventIn], now: datetime,
+           vocabulary: list[Vocabulary]) -> int:
     """One INSERT … SELECT: the chosen events' subscribers whom the audience admits become
     members due at the first node now; a member already in enters again only when the
     re-entry limit allows (then as entry n+1: their contacts get new idempotency keys)."""
+    if not plan.audience.segment and not vocabulary:
+        vocabulary.append(Vocabulary.load(conn))
+    snapshot = vocabulary[0].snapshot.id if vocabulary and vocabulary[0].snapshot else None
+    key = (str(conn.engine.url), campaign_id, snapshot, date.today())
+    statement = _ENTRY_STATEMENTS.get(key)
+    if statement is None:
+        statement = _ENTRY_STATEMENTS[key] = _entry_statement(conn, plan, vocabulary)
+    reentry = plan.trigger.reentry_seconds
+    params = {"campaign": campaign_id, "now": now, "node": plan.entry, "events": [e.id for e in chosen.values()],
+              **({"cutoff": now - timedelta(seconds=reentry)} if reentry is not None else {})}
+    return conn.execute(statement, params).rowcount
+
+
+def _entry_statement(conn: Connection, plan: Plan, vocabulary: list[Vocabulary]):
     members = CampaignMember.__table__
-    entry_node = plan.entry
+    when = members.c.due_at.type
     source = (
-        select(literal(campaign_id, Integer), Subscriber.id, literal(0, Integer), literal("pending", String),
-               literal(now, members.c.updated_at.type), literal(1, Integer), literal(entry_node, String),
-               literal(now, members.c.due_at.type), literal(now, members.c.entered_at.type), Event.id)
-        .select_from(Subscriber).join(Event, Event.msisdn == Subscriber.msisdn)
-        .where(Event.id.in_([e.id for e in chosen.values()]),
-               Subscriber.id.in_(_audience(conn, plan, list(chosen))))
+        select(bindparam("campaign", type_=Integer), Subscriber.id, literal(0, Integer), literal("pending", String),
+               bindparam("now", type_=when), literal(1, Integer), bindparam("node", type_=String),
+               bindparam("now", type_=when), bindparam("now", type_=when), Event.id)
+        .select_from(Event).join(Subscriber, Subscriber.msisdn == Event.msisdn)
+        .where(Event.id.in_(bindparam("events", expanding=True)))
     )
+    source = _admitted(conn, source, plan, vocabulary)
     columns = ["campaign_id", "subscriber_id", "cohort", "state", "updated_at", "entry", "at_node", "due_at",
                "entered_at", "event_id"]
     statement = _insert(conn, members).from_select(columns, source)
-    reentry = plan.trigger.reentry_seconds
-    if reentry is None:
+    if plan.trigger.reentry_seconds is None:
         statement = statement.on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
     else:
         again = statement.excluded
@@ -240,6 +266,6 @@ def _enter(conn: Connection, campaign_id: int, plan: Plan, chosen: dict[str, Eve
             set_={"entry": members.c.entry + 1, "state": "pending", "reason": None, "route": None, "cohort": 0,
                   "at_node": again.at_node, "due_at": again.due_at, "entered_at": again.entered_at,
                   "event_id": again.event_id, "updated_at": again.updated_at},
-            where=members.c.entered_at <= literal(now - timedelta(seconds=reentry), members.c.entered_at.type),
+            where=members.c.entered_at <= bindparam("cutoff", type_=when),
         )
-    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+    return statement.execution_options(preserve_rowcount=True)

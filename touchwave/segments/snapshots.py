@@ -18,6 +18,7 @@ dropped then or at the next import.
 
 from __future__ import annotations
 
+import functools
 import csv
 import gzip
 import io
@@ -98,12 +99,19 @@ class DropInvalid(UserError):
 
 
 def snapshot_table(snapshot_id: int, columns: dict[str, TagType]) -> Table:
-    """The SQLAlchemy table of a snapshot (its own MetaData: these tables come and go)."""
+    """The SQLAlchemy table of a snapshot (its own MetaData: these tables come and go).
+    The same snapshot gets the same Table object, so statements over it are compiled once
+    (the event ingest builds one per trigger campaign per batch)."""
+    return _snapshot_table(snapshot_id, tuple(columns.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _snapshot_table(snapshot_id: int, columns: tuple[tuple[str, TagType], ...]) -> Table:
     return Table(
         f"tag_snapshot_{snapshot_id}", MetaData(),
         Column("subscriber_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                autoincrement=False),
-        *(Column(name, _SQL_TYPES[kind]) for name, kind in columns.items()),
+        *(Column(name, _SQL_TYPES[kind]) for name, kind in columns),
     )
 
 
