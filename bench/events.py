@@ -35,19 +35,18 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from channel_adapters.outbound import OutboundAdapter
 from channel_adapters.simulator import CustomerModel, Simulator
 from channel_adapters.sms import SmsAdapter
 from touchwave import campaigns, tokens
-from touchwave.config import TEMPLATES_DIR, normalise_database_url
+from touchwave.config import TEMPLATES_DIR
 from touchwave.events import catalog as event_catalog
 from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 from touchwave.segments.synthetic import load_population
@@ -59,6 +58,8 @@ from touchwave.store.subscribers import REGIONS
 from touchwave.store.templates import upload
 from touchwave.temporal import dev_server_flags, start_campaign
 from touchwave.worker import build_worker
+
+from load_subscribers import postgres_url
 
 CAMPAIGNS = 10
 SILENT = CustomerModel(accept={}, decline={}, consider={})
@@ -286,22 +287,6 @@ async def main() -> None:
           f"(goal <= 1000 ms), backlog first/last sample {backlog[0] if backlog else 0}/{backlog[-1] if backlog else 0} "
           f"(goal: no growth); POST /v1/events p99 {pct(posts, 99):.1f} ms vs {pct(base, 99):.1f} ms "
           "with no campaign running")
-
-
-@contextmanager
-def postgres_url(base: str) -> Iterator[str]:
-    """A schema of its own in `base`, dropped afterwards."""
-    schema = f"tw_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_database_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        url = make_url(normalise_database_url(base)).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def free_port() -> int:

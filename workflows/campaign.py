@@ -77,6 +77,18 @@ class CampaignInput:
     state: CampaignState | None = None
 
 
+def add_step_result(steps: dict[str, StepResult], result: StepResult) -> None:
+    """Add what a shard (or a trigger campaign's pass) did at a step to the campaign's
+    progress; the latest report says whether the step waits for the channel's rules."""
+    step = steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
+    step.claimed += result.claimed
+    step.sent += result.sent
+    step.failed += result.failed
+    for reason, count in result.reasons.items():
+        step.reasons[reason] = step.reasons.get(reason, 0) + count
+    step.waiting_for, step.resume_at = result.waiting_for, result.resume_at
+
+
 @workflow.defn
 class CampaignWorkflow:
     @workflow.init
@@ -225,14 +237,7 @@ class CampaignWorkflow:
 
     @workflow.signal
     def shard_step_done(self, result: StepResult) -> None:
-        step = self.state.progress.steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
-        step.claimed += result.claimed
-        step.sent += result.sent
-        step.failed += result.failed
-        for reason, count in result.reasons.items():
-            step.reasons[reason] = step.reasons.get(reason, 0) + count
-        # the latest shard to report says whether the step waits for the channel's rules
-        step.waiting_for, step.resume_at = result.waiting_for, result.resume_at
+        add_step_result(self.state.progress.steps, result)
 
     @workflow.signal
     def shard_finished(self, shard_id: str) -> None:

@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass, StatusInput, StepResult
+    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass, StatusInput
     from workflows import attributes
-    from workflows.campaign import CampaignProgress
+    from workflows.campaign import CampaignProgress, add_step_result
     from workflows.shard import DB_TIMEOUT, STEP_RETRY
 
 
@@ -123,13 +123,7 @@ class TriggerWorkflow:
         self.state.passes += 1
         self.state.next_due_at = done.next_due_at
         for result in done.steps:
-            step = self.state.progress.steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
-            step.claimed += result.claimed
-            step.sent += result.sent
-            step.failed += result.failed
-            for reason, count in result.reasons.items():
-                step.reasons[reason] = step.reasons.get(reason, 0) + count
-            step.waiting_for, step.resume_at = result.waiting_for, result.resume_at
+            add_step_result(self.state.progress.steps, result)
 
     def _history_full(self) -> bool:
         info = workflow.info()
