@@ -77,6 +77,22 @@ class CampaignInput:
     state: CampaignState | None = None
 
 
+def history_full(limit: int) -> bool:
+    """Time to continue as new: the history passed `limit` events, or the server says so."""
+    info = workflow.info()
+    return info.get_current_history_length() > limit or info.is_continue_as_new_suggested()
+
+
+async def set_status(campaign_id: int, progress: CampaignProgress, status: str) -> None:
+    """The campaign's status in its progress, its search attribute and the store."""
+    progress.status = status
+    workflow.upsert_search_attributes([attributes.STATUS.value_set(status)])
+    await workflow.execute_activity_method(
+        CampaignActivities.set_status, StatusInput(campaign_id, status),
+        start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
+    )
+
+
 def add_step_result(steps: dict[str, StepResult], result: StepResult) -> None:
     """Add what a shard (or a trigger campaign's pass) did at a step to the campaign's
     progress; the latest report says whether the step waits for the channel's rules."""
@@ -141,8 +157,7 @@ class CampaignWorkflow:
         return self.state.recheck_due and self._until_recheck() is None
 
     def _history_full(self) -> bool:
-        info = workflow.info()
-        return info.get_current_history_length() > self.input.history_limit or info.is_continue_as_new_suggested()
+        return history_full(self.input.history_limit)
 
     def _until_recheck(self) -> timedelta | None:
         """How long until the shards may be woken again (None: now)."""
@@ -188,12 +203,7 @@ class CampaignWorkflow:
         await self._tell_shards(ShardWorkflow.recheck)
 
     async def _set_status(self, status: str) -> None:
-        self.state.progress.status = status
-        workflow.upsert_search_attributes([attributes.STATUS.value_set(status)])
-        await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self.input.campaign_id, status),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
-        )
+        await set_status(self.input.campaign_id, self.state.progress, status)
 
     async def _tell_shards(self, signal) -> None:
         await asyncio.gather(*(workflow.get_external_workflow_handle(shard_id).signal(signal)

@@ -22,9 +22,8 @@ from datetime import UTC, datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass, StatusInput
-    from workflows import attributes
-    from workflows.campaign import CampaignProgress, add_step_result
+    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass
+    from workflows.campaign import CampaignProgress, add_step_result, history_full, set_status
     from workflows.shard import DB_TIMEOUT, STEP_RETRY
 
 
@@ -92,7 +91,7 @@ class TriggerWorkflow:
                 retry_policy=STEP_RETRY,
             )
             self._count(done)
-            if self._history_full():
+            if history_full(input.history_limit):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(replace(input, state=state))
         await workflow.execute_activity_method(
@@ -125,17 +124,8 @@ class TriggerWorkflow:
         for result in done.steps:
             add_step_result(self.state.progress.steps, result)
 
-    def _history_full(self) -> bool:
-        info = workflow.info()
-        return info.get_current_history_length() > self.input.history_limit or info.is_continue_as_new_suggested()
-
     async def _set_status(self, status: str) -> None:
-        self.state.progress.status = status
-        workflow.upsert_search_attributes([attributes.STATUS.value_set(status)])
-        await workflow.execute_activity_method(
-            CampaignActivities.set_status, StatusInput(self.input.campaign_id, status),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
-        )
+        await set_status(self.input.campaign_id, self.state.progress, status)
 
     @workflow.signal
     def entries_added(self, counts: dict[str, int]) -> None:
