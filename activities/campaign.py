@@ -3,6 +3,7 @@ engine and channel adapters (tests build it with the simulator's transport)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,12 +14,14 @@ from temporalio import activity
 
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
-from touchwave import campaigns, contacts, journeys
+from touchwave import campaigns, contacts, journeys, routing
 from touchwave.config import Settings
 from touchwave.policy import capacity, channels
 from touchwave.contacts import Delivery, Shard
 from touchwave.store.models import CampaignStatus, ContactStatus, Script
 from touchwave.templates.plan import Plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +93,11 @@ class SplitInput:
     shard: ShardRef
     route: str | None
     branches: dict[str, str]
+    #: "outcome", or "best_channel": branches are channels, routed by the CPC model
+    by: str = "outcome"
+    objective: str = "conversion"
+    #: best_channel: the offer each channel's step makes (its product and price)
+    offers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -277,6 +285,11 @@ class CampaignActivities:
 
     @activity.defn
     def route_split(self, input: SplitInput) -> None:
+        if input.by == "best_channel":
+            routed = routing.route_best(self.engine, input.shard.shard, input.route, input.branches, input.offers,
+                                        input.objective)
+            log.info("routed members to their best channel", extra={"routed": routed})
+            return
         contacts.route_split(self.engine, input.shard.shard, input.route, input.branches)
 
     @activity.defn

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, Engine, Select, func, insert, literal, select, text, update
+from sqlalchemy import Boolean, Connection, Engine, Select, func, insert, literal, literal_column, select, text, update
 
 from touchwave import contacts
 from touchwave.errors import UserError
 from touchwave.segments import named
 from touchwave.segments.rules import Vocabulary
 from touchwave.store import Store
-from touchwave.store.db import analyze
+from touchwave.store.db import BUCKETS, analyze, bucket_sql
 from touchwave.store.models import (
     Campaign,
     CampaignAudit,
@@ -82,20 +82,37 @@ def _audience(conn: Connection, plan: Plan, today: date | None) -> Select:
 
 def _add_members(conn: Connection, campaign_id: int, plan: Plan, cohort: int, today: date | None) -> int:
     """One INSERT … SELECT: the audience's subscribers who are not members yet join as
-    `cohort`. Returns how many joined."""
-    audience = _audience(conn, plan, today).subquery()
+    `cohort`. The template's `control_share` of them are held out (`control`, state
+    `suppressed`, reason `control`) by a hash of campaign and subscriber, so who is held
+    out is the same however often the audience is refreshed or the campaign re-created.
+    Returns how many joined."""
+    audience = _audience(conn, plan, today).subquery("audience")
     member = CampaignMember.__table__.alias("already")
     # NOT EXISTS, not NOT IN: PostgreSQL plans NOT IN over a million ids as a subplan per row
     already = select(1).where(member.c.campaign_id == campaign_id, member.c.subscriber_id == audience.c[0]).exists()
+    held_out = control_sql(conn.dialect.name, campaign_id, f"audience.{audience.c[0].name}", plan.control_share)
     members = select(
-        literal(campaign_id), audience.c[0], literal(cohort), literal(MemberState.PENDING.value), literal(utcnow())
+        literal(campaign_id), audience.c[0], literal(cohort),
+        literal_column(f"CASE WHEN {held_out} THEN 'suppressed' ELSE 'pending' END"),
+        literal_column(f"CASE WHEN {held_out} THEN 'control' END"),
+        literal_column(held_out, Boolean), literal(utcnow()),
     ).where(~already)
     joined = conn.execute(
-        insert(CampaignMember).from_select(["campaign_id", "subscriber_id", "cohort", "state", "updated_at"], members)
+        insert(CampaignMember).from_select(
+            ["campaign_id", "subscriber_id", "cohort", "state", "reason", "control", "updated_at"], members)
         .execution_options(preserve_rowcount=True)  # SQLAlchemy reports -1 for INSERT … SELECT otherwise
     ).rowcount
     analyze(conn, "campaign_members")
     return joined
+
+
+def control_sql(dialect: str, campaign_id: int, subscriber_sql: str, share: float) -> str:
+    """The SQL condition that holds a subscriber out of a campaign: the bucket of
+    `campaign:subscriber` falls below the share (deterministic, about `share` of anyone)."""
+    if share <= 0:
+        return "(1 = 0)"
+    key = f"'{int(campaign_id)}:' || CAST({subscriber_sql} AS VARCHAR)"
+    return f"({bucket_sql(dialect, key)} < {round(share * BUCKETS)})"
 
 
 def _let_go(conn: Connection, campaign_id: int, plan: Plan, today: date | None) -> int:
@@ -163,5 +180,10 @@ def get(store: Store, campaign_id: int) -> CampaignInfo:
 
 
 def set_status(engine: Engine, campaign_id: int, status: CampaignStatus) -> None:
+    """The campaign's status; the first time it runs is its start (effect reports count
+    orders placed outside the campaign from then on)."""
+    values = {"status": status, "updated_at": utcnow()}
+    if status == CampaignStatus.RUNNING:
+        values["starts_at"] = func.coalesce(Campaign.starts_at, utcnow())
     with engine.begin() as conn:
-        conn.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=status, updated_at=utcnow()))
+        conn.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))

@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from touchwave import logs
 from touchwave.config import Settings
@@ -363,8 +364,10 @@ def cmd_channels_set(args: argparse.Namespace) -> int:
         if args.calls_per_seat is None:
             raise UserError("--seats needs --calls-per-seat: the capacity is seats × calls per seat")
         capacity = args.seats * args.calls_per_seat
+    cost = ... if args.unit_cost is None else _unit_cost(args.unit_cost)
     rules = channels.set_rules(_store(args).engine, args.channel,
-                               quiet=... if args.quiet is None else args.quiet, daily_capacity=capacity)
+                               quiet=... if args.quiet is None else args.quiet, daily_capacity=capacity,
+                               unit_cost=cost)
     _out(_channel_line(rules))
     return EXIT_OK
 
@@ -378,10 +381,20 @@ def _capacity(text: str) -> int | None:
         raise UserError(f"--capacity {text!r}: give a whole number of contacts a day, or none") from None
 
 
+def _unit_cost(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--unit-cost {text!r}: give an amount per contact such as 0.05, or none") from None
+
+
 def _channel_line(rules) -> str:
     quiet = f"quiet {rules.quiet_from}–{rules.quiet_until}" if rules.quiet_from else "no quiet hours"
     capacity = f"{rules.daily_capacity:,} contacts a day" if rules.daily_capacity else "no daily limit"
-    return f"{rules.channel:<12} {quiet:<20} {capacity}"
+    cost = f"{rules.unit_cost:g} a contact" if rules.unit_cost is not None else "no unit cost"
+    return f"{rules.channel:<12} {quiet:<20} {capacity:<24} {cost}"
 
 
 def cmd_channels_list(args: argparse.Namespace) -> int:
@@ -532,6 +545,53 @@ def cmd_campaign_status(args: argparse.Namespace) -> int:
     _out(f"campaign {campaign.id} «{campaign.name}»: {campaign.status}, {campaign.members} members, "
          f"template {campaign.template} v{campaign.template_version}")
     _out(funnel_text(store.engine, campaign.id, campaign.plan, Settings.from_env(args.database_url).timezone))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from touchwave import effect, effect_html
+
+    store = _store(args)
+    found = effect.report(store, args.campaign, Settings.from_env(args.database_url).timezone)
+    if args.format == "json":
+        rendered = json.dumps(found.to_dict(), ensure_ascii=False, indent=2, default=str)
+    elif args.format == "html":
+        rendered = effect_html.render(found)
+    else:
+        rendered = effect.as_text(found)
+    if args.output:
+        try:
+            Path(args.output).write_text(rendered + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror}") from None
+        _out(f"report of campaign {found.campaign_id} written to {args.output}")
+    else:
+        _out(rendered)
+    return EXIT_OK
+
+
+def cmd_boss_feed(args: argparse.Namespace) -> int:
+    from touchwave import boss_feed
+
+    orders = boss_feed.read_csv(args.file)
+    new = boss_feed.record(_store(args).engine, orders)
+    _out(f"{len(orders):,} orders read, {new:,} new, {len(orders) - new:,} already known")
+    return EXIT_OK
+
+
+def cmd_cpc_fit(args: argparse.Namespace) -> int:
+    from touchwave import cpc
+
+    fit = cpc.fit(_store(args).engine)
+    _out(f"CPC model fitted in {fit.seconds:.2f} s from {fit.contacts:,} contacts, {fit.answers:,} answers, "
+         f"{fit.acceptances:,} acceptances")
+    return EXIT_OK
+
+
+def cmd_cpc_show(args: argparse.Namespace) -> int:
+    from touchwave import cpc
+
+    _out(cpc.describe(_store(args).engine))
     return EXIT_OK
 
 
@@ -851,6 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", help="contacts a day across campaigns (outbound, hall, hotline, online_hall), or none")
     p.add_argument("--seats", type=_positive_int, help="call-centre seats (with --calls-per-seat)")
     p.add_argument("--calls-per-seat", type=_positive_int, help="calls one seat makes a day")
+    p.add_argument("--unit-cost", help="what one contact costs (effect reports: cost per acceptance), or none")
     command(chan, "list", cmd_channels_list, "every channel's quiet hours and capacity")
 
     ords = group("orders", "the order outbox: accepted offers on their way to BOSS")
@@ -898,6 +959,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(camp, "sync", cmd_campaign_sync,
                 "take in subscribers who match the audience now (a new cohort) and let go of those who left")
     p.add_argument("id", type=_positive_int)
+
+    p = groups.add_parser("report", help="a campaign's effect: funnel per wave, conversion, uplift over control, cost")
+    p.set_defaults(handler=cmd_report)
+    p.add_argument("campaign", type=_positive_int)
+    p.add_argument("--format", choices=("table", "json", "html"), default="table")
+    p.add_argument("--output", "-o", help="write to this file instead of the terminal")
+
+    boss = group("boss", "BOSS's order feed: every order placed, in a campaign or not (control groups)")
+    p = command(boss, "feed", cmd_boss_feed, "record a feed CSV: boss_order_id, msisdn, product, ordered_at")
+    p.add_argument("file")
+
+    cpcg = group("cpc", "the customer-product-channel model that routes `best` splits")
+    command(cpcg, "fit", cmd_cpc_fit, "refit from the contact ledger and the answers")
+    command(cpcg, "show", cmd_cpc_show, "the latest fit and the rates per channel, product and plan")
 
     p = groups.add_parser("respond", help="record a customer's answer (accepted/declined end the campaign for them)")
     p.set_defaults(handler=cmd_respond)

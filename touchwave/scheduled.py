@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from touchwave import cpc
 from touchwave.audiences import refresh_segments, sync_campaigns
 from touchwave.config import Settings
 from touchwave.segments.snapshots import import_drop
@@ -54,5 +55,19 @@ def sync(settings: Settings, today: date | None = None) -> list[dict[str, Any]]:
     store = Store.open(settings.database_url)
     try:
         return asyncio.run(run(store))
+    finally:
+        store.close()
+
+
+def refit_cpc(settings: Settings, force: bool = False) -> dict[str, Any]:
+    """Refit the CPC model when it is due: never fitted, not fitted today (in the
+    operator's time zone), or a campaign finished or was cancelled since the last fit."""
+    store = Store.open(settings.database_url)
+    try:
+        due = force or cpc.refit_due(store.engine, settings.timezone)
+        if not due:
+            return {"refitted": False, "reason": "no campaign ended since the last fit, and it is from today"}
+        return {"refitted": True, "reason": due if isinstance(due, str) else "forced",
+                **dataclasses.asdict(cpc.fit(store.engine))}
     finally:
         store.close()

@@ -80,8 +80,11 @@ class ShardWorkflow:
                 await self._wait(step)
             elif step.kind == "split":
                 branches = {b.outcome: b.next for b in step.branches}
+                offers = {b.outcome: self.plan.step(b.next).offer or "" for b in step.branches} \
+                    if step.by == "best_channel" else {}
                 await workflow.execute_activity_method(
-                    CampaignActivities.route_split, SplitInput(self.input.shard, route, branches),
+                    CampaignActivities.route_split,
+                    SplitInput(self.input.shard, route, branches, step.by, step.objective, offers),
                     start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
                 )
                 targets = list(dict.fromkeys(b.next for b in step.branches))

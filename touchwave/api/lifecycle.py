@@ -8,11 +8,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from touchwave import campaigns, contacts, lifecycle
+from touchwave import campaigns, contacts, effect, effect_html, lifecycle
+from touchwave.config import Settings
 from touchwave.errors import UserError
 from touchwave.store import Store
 from touchwave.store.catalog import read_catalog
@@ -121,6 +124,19 @@ def router(engine: Engine, allow, temporal: Callable[[], Client | None] = lambda
         """Every lifecycle step: who, when, from which status to which, and why."""
         _campaign(campaign_id)
         return lifecycle.audit(engine, campaign_id)
+
+    @api.get("/campaigns/{campaign_id}/report", response_model=dict[str, Any])
+    def report(campaign_id: CampaignId, _=allow(*READERS)) -> dict[str, Any]:
+        """The effect report: funnel per wave and channel, conversion of the treated and
+        the control group, uplift with its 95% interval, cost per acceptance."""
+        _campaign(campaign_id)
+        return jsonable_encoder(effect.report(store, campaign_id, Settings.from_env().timezone).to_dict())
+
+    @api.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
+    def report_page(campaign_id: CampaignId, _=allow(*READERS)) -> str:
+        """The effect report as a self-contained page with its charts."""
+        _campaign(campaign_id)
+        return effect_html.render(effect.report(store, campaign_id, Settings.from_env().timezone))
 
     def _campaign(campaign_id: int) -> campaigns.CampaignInfo:
         try:

@@ -53,6 +53,8 @@ class ChannelRules:
     quiet_until: str | None = None
     #: contacts per day across all campaigns; None: unlimited
     daily_capacity: int | None = None
+    #: what one contact costs (effect reports); None: not configured
+    unit_cost: float | None = None
 
     def quiet_until_at(self, now: datetime, timezone: str) -> datetime | None:
         """When the quiet window that holds `now` opens again (UTC), or None outside it."""
@@ -87,7 +89,8 @@ def rules_for(conn: Connection, channel: str) -> ChannelRules:
     row = conn.execute(select(table).where(table.c.channel == channel)).first()
     if row is None:
         return ChannelRules(channel)
-    return ChannelRules(channel, row.quiet_from, row.quiet_until, row.daily_capacity)
+    return ChannelRules(channel, row.quiet_from, row.quiet_until, row.daily_capacity,
+                        None if row.unit_cost is None else float(row.unit_cost))
 
 
 def every_rule(conn: Connection) -> list[ChannelRules]:
@@ -109,8 +112,9 @@ def quiet_window(text: str | None) -> tuple[str | None, str | None]:
 
 
 def set_rules(engine: Engine, channel: str, *, quiet: str | None | type[...] = ...,
-              daily_capacity: int | None | type[...] = ...) -> ChannelRules:
-    """Change a channel's quiet hours and/or capacity (`...`: leave as it is)."""
+              daily_capacity: int | None | type[...] = ...,
+              unit_cost: float | None | type[...] = ...) -> ChannelRules:
+    """Change a channel's quiet hours, capacity and/or unit cost (`...`: leave as it is)."""
     try:
         kind = Channel(channel)
     except ValueError:
@@ -125,9 +129,12 @@ def set_rules(engine: Engine, channel: str, *, quiet: str | None | type[...] = .
             raise UserError(f"{channel} has no daily capacity: it applies to {', '.join(CAPACITY_CHANNELS)}")
         if capacity is not None and capacity < 1:
             raise UserError("a daily capacity is at least 1 contact (or none for unlimited)")
+        cost = current.unit_cost if unit_cost is ... else unit_cost
+        if cost is not None and not (0 <= cost < 1e6):
+            raise UserError("a unit cost is a non-negative amount per contact (or none)")
         values = {"quiet_from": quiet_from, "quiet_until": quiet_until, "daily_capacity": capacity,
-                  "updated_at": utcnow()}
+                  "unit_cost": cost, "updated_at": utcnow()}
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(ChannelPolicy.__table__).values(channel=kind.value, **values)
         conn.execute(statement.on_conflict_do_update(index_elements=["channel"], set_=values))
-    return ChannelRules(kind.value, quiet_from, quiet_until, capacity)
+    return ChannelRules(kind.value, quiet_from, quiet_until, capacity, cost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from alembic import command
@@ -28,6 +29,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    dbapi_connection.create_function("tw_bucket", 1, _bucket, deterministic=True)
+
+
+BUCKETS = 10_000
+
+
+def _bucket(key: str) -> int:
+    """A stable bucket in [0, BUCKETS) for a text key: the first 32 bits of its MD5."""
+    return int(hashlib.md5(key.encode()).hexdigest()[:8], 16) % BUCKETS
+
+
+def bucket_sql(dialect: str, key_sql: str) -> str:
+    """SQL for the same bucket as `_bucket` of the text `key_sql`, on either database:
+    SQLite calls the function registered on every connection, PostgreSQL computes it
+    from its own md5(). Used where an assignment must be random-looking yet repeatable
+    (control groups, ties between equal channels)."""
+    if dialect == "postgresql":
+        return f"((('x' || substr(md5({key_sql}), 1, 8))::bit(32)::bigint) % {BUCKETS})"
+    return f"tw_bucket({key_sql})"
 
 
 def analyze(conn: Connection, *tables: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -246,6 +247,9 @@ class CampaignMember(Base):
     entered_at: Mapped[datetime | None] = mapped_column()
     #: trigger campaigns: the event that entered them last
     event_id: Mapped[str | None] = mapped_column(String(100))
+    #: held out as the control group (a hash of campaign and subscriber): never
+    #: contacted, their outcomes tracked to measure what would have happened anyway
+    control: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 #: channels that may have a daily capacity, and the predicate of their queue's index
@@ -489,6 +493,8 @@ class ChannelPolicy(Base):
     quiet_from: Mapped[str | None] = mapped_column(String(5))
     quiet_until: Mapped[str | None] = mapped_column(String(5))
     daily_capacity: Mapped[int | None] = mapped_column(Integer)
+    #: what one contact costs (None: not configured); effect reports price acceptances with it
+    unit_cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -581,6 +587,73 @@ class CampaignAudit(Base):
     to_status: Mapped[str] = mapped_column(String(24))
     comment: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BossOrder(Base):
+    """An order as BOSS's own feed reports it, placed in any way (a campaign's "yes", or a
+    customer who ordered on their own): how a control group's conversions are seen."""
+
+    __tablename__ = "boss_orders"
+
+    boss_order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    msisdn: Mapped[str] = mapped_column(String(20), index=True)
+    product: Mapped[str] = mapped_column(String(64))
+    ordered_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CpcFit(Base):
+    """One fit of the CPC model: when, from how much history, with which prior strengths."""
+
+    __tablename__ = "cpc_fits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    contacts: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[int] = mapped_column(Integer)
+    acceptances: Mapped[int] = mapped_column(Integer)
+    group_strength: Mapped[float] = mapped_column(Float)
+    subscriber_strength: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class CpcRate(Base):
+    """A smoothed rate of the CPC model above the subscriber: per channel, per product, per
+    plan (the group a thin subscriber is shrunk toward) and channel or product, and per
+    product and channel."""
+
+    __tablename__ = "cpc_rates"
+
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    grp: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trials: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class CpcSubscriberChannel(Base):
+    """How often a subscriber answers when reached through a channel, shrunk toward their plan's rate."""
+
+    __tablename__ = "cpc_subscriber_channel"
+
+    subscriber_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trials: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class CpcSubscriberProduct(Base):
+    """How often a subscriber who answers about a product takes it, shrunk toward their plan's rate."""
+
+    __tablename__ = "cpc_subscriber_product"
+
+    subscriber_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    product: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trials: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
 
 
 def idempotency_key(campaign_id: int, step_id: str, subscriber_id: int, attempt: int) -> str:

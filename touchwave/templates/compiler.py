@@ -269,24 +269,41 @@ class _Graph:
                     )
 
     def _check_split(self, node_id: str, edges: list[tuple[int, dict[str, Any]]]) -> None:
+        by_channel = self.nodes[node_id][1].get("by") == "best_channel"
+        choices = tuple(sorted(CHANNEL_KINDS)) if by_channel else SPLIT_OUTCOMES
         covered: dict[str, str] = {}
         for k, edge in edges:
             when = edge.get("when")
             if not isinstance(when, list):
                 if when is None:
                     self.problems.append(
-                        Problem(pointer("edges", k), f'an edge leaving split "{node_id}" needs "when": the outcomes that take it')
+                        Problem(pointer("edges", k), f'an edge leaving split "{node_id}" needs "when": '
+                                f'the {"channels" if by_channel else "outcomes"} that take it')
                     )
                 continue
-            for outcome in when:
-                if outcome not in SPLIT_OUTCOMES:
+            for choice in when:
+                if choice not in choices:
+                    if choice in SPLIT_OUTCOMES or choice in CHANNEL_KINDS:
+                        self.problems.append(Problem(pointer("edges", k, "when"), (
+                            f'split "{node_id}" routes by best channel: "{choice}" is not a channel' if by_channel
+                            else f'split "{node_id}" routes by outcome: "{choice}" is a channel (say "by": '
+                                 '"best_channel" on the split to route by channel)')))
                     continue
-                if outcome in covered:
+                if choice in covered:
                     self.problems.append(
-                        Problem(pointer("edges", k, "when"), f'outcome "{outcome}" already leads to "{covered[outcome]}"')
+                        Problem(pointer("edges", k, "when"), f'"{choice}" already leads to "{covered[choice]}"')
                     )
                 else:
-                    covered[outcome] = edge["to"]
+                    covered[choice] = edge["to"]
+                if by_channel and edge["to"] in self.nodes and self.kind(edge["to"]) != choice:
+                    self.problems.append(Problem(pointer("edges", k, "to"), (
+                        f'members routed to {choice} must go to a {choice} step, not to "{edge["to"]}" '
+                        f'({self.kind(edge["to"])})')))
+        if by_channel:
+            if self.document.get("trigger") is not None:
+                self.problems.append(Problem(self.at(node_id, "by"),
+                                             "event-triggered campaigns cannot route by best channel yet"))
+            return
         missing = [o for o in SPLIT_OUTCOMES if o not in covered]
         if missing:
             self.problems.append(
@@ -466,12 +483,12 @@ class _Graph:
         node = self.nodes[node_id][1]
         kind = node["type"]
         out = self.out[node_id]
-        branches = tuple(
-            sorted(
-                (Branch(outcome=o, next=edge["to"]) for _, edge in out for o in edge.get("when", ())),
-                key=lambda b: SPLIT_OUTCOMES.index(b.outcome),
-            )
-        )
+        order = (*SPLIT_OUTCOMES, *sorted(CHANNEL_KINDS))
+        # a best-channel split keeps its edges' order: it is the template's order of
+        # preference where the model cannot tell channels apart
+        branches = tuple(Branch(outcome=o, next=edge["to"]) for _, edge in out for o in edge.get("when", ()))
+        if node.get("by", "outcome") == "outcome":
+            branches = tuple(sorted(branches, key=lambda b: order.index(b.outcome)))
         return Step(
             id=node_id,
             kind=kind,
@@ -483,6 +500,8 @@ class _Graph:
             wait_seconds=seconds(node["wait"]) if "wait" in node else None,
             next=out[0][1]["to"] if out and kind != "split" else None,
             branches=branches if kind == "split" else (),
+            by=node.get("by", "outcome") if kind == "split" else "outcome",
+            objective=node.get("objective", "conversion"),
         )
 
 

@@ -22,9 +22,10 @@ SPLIT_OUTCOMES: tuple[SplitOutcome, ...] = ("accepted", "declined", "considering
 
 @dataclass(frozen=True)
 class Branch:
-    """Members whose outcome so far is `outcome` continue at `next`."""
+    """Members whose outcome so far is `outcome` continue at `next`; in a split by best
+    channel, `outcome` is the channel, and members routed to it continue at `next`."""
 
-    outcome: SplitOutcome
+    outcome: str
     next: str
 
 
@@ -43,8 +44,12 @@ class Step:
     when_limited: str = "next_step"
     #: every kind but split and end: the node after this one
     next: str | None = None
-    #: split nodes: one branch per outcome
+    #: split nodes: one branch per outcome (or per channel)
     branches: tuple[Branch, ...] = ()
+    #: split nodes: "outcome", or "best_channel" (the CPC model routes each member)
+    by: str = "outcome"
+    #: best-channel splits: "conversion" (expected), or "value" (expected × price − unit cost)
+    objective: str = "conversion"
 
     @property
     def channel(self) -> str | None:
