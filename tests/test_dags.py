@@ -34,6 +34,7 @@ from .test_waves import CampaignWorker, adapters, members, sent_everyone, sim, u
 DAGS = PROJECT_ROOT / "dags"
 RUNNER = Path(__file__).with_name("airflow_runner.py")
 ALL_DAGS = ["touchwave_import_tags", "touchwave_refresh_segments", "touchwave_sync_audiences"]
+CPC_DAG = "touchwave_refresh_cpc"
 RBT_RULE = {"all": [{"field": "has_ringback_tone", "op": "eq", "value": False},
                     {"field": "arpu", "op": "ge", "value": 30}]}
 
@@ -60,7 +61,34 @@ def run_dags(env: dict[str, str], *dag_ids: str) -> dict:
 def test_every_dag_imports_without_errors(airflow_env):
     result = run_dags(airflow_env)
     assert result["errors"] == {}
-    assert set(ALL_DAGS) <= set(result["dags"])
+    assert {*ALL_DAGS, CPC_DAG} <= set(result["dags"])
+
+
+def test_the_cpc_dag_refits_when_due_and_not_otherwise(store, airflow_env):
+    env = {**airflow_env, "TOUCHWAVE_DATABASE_URL": store.engine.url.render_as_string(hide_password=False)}
+
+    def fits() -> int:
+        with store.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM cpc_fits")).scalar_one()
+
+    result = run_dags(env, CPC_DAG)
+    assert result["runs"][CPC_DAG]["state"] == "success" and fits() == 1
+    # fitted today and no campaign ended since: the hourly run leaves the fit alone
+    run_dags(env, CPC_DAG)
+    assert fits() == 1
+    campaign = seed_finished(store)
+    run_dags(env, CPC_DAG)
+    assert fits() == 2, f"campaign {campaign} finished after the fit"
+
+
+def seed_finished(store) -> int:
+    load_population(store.engine, 50, seed=5, today=date.today())
+    with store.session.begin() as session:
+        upsert_catalog(session, read_offers(CATALOG_FILE))
+        upload(session, load_example("ringback_tone_download.json"), author="ana")
+    campaign = campaigns.create(store, "ringback-tone-download", created_by="ana")
+    campaigns.set_status(store.engine, campaign.id, campaigns.CampaignStatus.FINISHED)
+    return campaign.id
 
 
 def write_drop(folder: Path, day: date, rows, change: dict[str, dict]) -> Path:

@@ -13,8 +13,10 @@ Thin data must not give wild scores (one answer in one contact is not a 100% cus
 so every rate is shrunk toward the level above it, beta-binomial style: a rate is
 (successes + k · parent rate) / (trials + k), k pseudo-trials of the parent. Subscribers
 shrink toward their plan's rate (the plan is the segment every subscriber has), plans
-toward the channel's or product's rate, and those toward an even 0.5 with one
-pseudo-trial; a product–channel rate shrinks toward the product's. With no history at
+toward the channel's or product's rate, those toward the rate over every channel (or
+product), and that toward an even 0.5 with one pseudo-trial; a product–channel rate
+shrinks toward the product's. A channel or product with no history at all scores the
+rate over all of them. With no history at
 all a subscriber scores exactly their plan's rate, and with one contact they move only
 1/(1 + k) of the way. Plain SQL aggregates, one statement per level, in one transaction:
 a refit of millions of contacts takes seconds, and readers see the old fit until it
@@ -90,10 +92,15 @@ _ANSWERS = (
 )
 
 _LEVELS = [
-    # customer–channel: answered when reached
+    # customer–channel: answered when reached (item '*': every channel, the fallback of
+    # a channel without history)
     "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
-    f"SELECT 'channel', '', channel, count(*), sum(answered), {_shrunk('sum(answered)', 'count(*)', '0.5', '1.0')} "
-    "FROM tw_cpc_facts GROUP BY channel",
+    f"SELECT 'channel', '', '*', count(*), sum(answered), {_shrunk('sum(answered)', 'count(*)', '0.5', '1.0')} "
+    "FROM tw_cpc_facts HAVING count(*) > 0",
+    "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
+    f"SELECT 'channel', '', f.channel, count(*), sum(f.answered), "
+    f"{_shrunk('sum(f.answered)', 'count(*)', 'r.score', ':group')} FROM tw_cpc_facts f "
+    "JOIN cpc_rates r ON r.kind = 'channel' AND r.grp = '' AND r.item = '*' GROUP BY f.channel, r.score",
     "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
     f"SELECT 'plan_channel', f.plan, f.channel, count(*), sum(f.answered), "
     f"{_shrunk('sum(f.answered)', 'count(*)', 'r.score', ':group')} FROM tw_cpc_facts f "
@@ -105,8 +112,12 @@ _LEVELS = [
     "GROUP BY f.subscriber_id, f.channel, g.score",
     # customer–product: took it when they answered about it
     "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
-    f"SELECT 'product', '', product, count(*), sum(accepted), {_shrunk('sum(accepted)', 'count(*)', '0.5', '1.0')} "
-    "FROM tw_cpc_answers GROUP BY product",
+    f"SELECT 'product', '', '*', count(*), sum(accepted), {_shrunk('sum(accepted)', 'count(*)', '0.5', '1.0')} "
+    "FROM tw_cpc_answers HAVING count(*) > 0",
+    "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
+    f"SELECT 'product', '', a.product, count(*), sum(a.accepted), "
+    f"{_shrunk('sum(a.accepted)', 'count(*)', 'r.score', ':group')} FROM tw_cpc_answers a "
+    "JOIN cpc_rates r ON r.kind = 'product' AND r.grp = '' AND r.item = '*' GROUP BY a.product, r.score",
     "INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
     f"SELECT 'plan_product', a.plan, a.product, count(*), sum(a.accepted), "
     f"{_shrunk('sum(a.accepted)', 'count(*)', 'r.score', ':group')} FROM tw_cpc_answers a "

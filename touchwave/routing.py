@@ -36,7 +36,7 @@ _DND = (
 )
 
 _EXPECTED = (
-    "COALESCE(sc.score, gc.score, cc.score, 0.5) * COALESCE(sp.score, gp.score, pp.score, 0.5)"
+    "COALESCE(sc.score, gc.score, cc.score, ca.score, 0.5) * COALESCE(sp.score, gp.score, pp.score, pa.score, 0.5)"
     " * COALESCE(pc.score / NULLIF(pp.score, 0), 1.0)"
 )
 
@@ -69,6 +69,8 @@ def _statement(dialect: str, route: str | None, count: int, objective: str) -> s
         " LEFT JOIN cpc_subscriber_channel sc ON sc.subscriber_id = m.subscriber_id AND sc.channel = b.channel"
         " LEFT JOIN cpc_rates gc ON gc.kind = 'plan_channel' AND gc.grp = s.plan AND gc.item = b.channel"
         " LEFT JOIN cpc_rates cc ON cc.kind = 'channel' AND cc.grp = '' AND cc.item = b.channel"
+        " LEFT JOIN cpc_rates ca ON ca.kind = 'channel' AND ca.grp = '' AND ca.item = '*'"
+        " LEFT JOIN cpc_rates pa ON pa.kind = 'product' AND pa.grp = '' AND pa.item = '*'"
         " LEFT JOIN cpc_subscriber_product sp ON sp.subscriber_id = m.subscriber_id AND sp.product = b.product"
         " LEFT JOIN cpc_rates gp ON gp.kind = 'plan_product' AND gp.grp = s.plan AND gp.item = b.product"
         " LEFT JOIN cpc_rates pp ON pp.kind = 'product' AND pp.grp = '' AND pp.item = b.product"
