@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/policy.py
 	$(PY) bench/offer_view.py
 	$(PY) bench/events.py
+	$(PY) bench/cpc_sim.py
 
 # Airflow standalone (its metadata DB in SQLite under var/airflow) with dags/ as its DAGs
 # folder, running against the same touchwave store and Temporal as `touchwave dev`.

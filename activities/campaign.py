@@ -18,7 +18,7 @@ from touchwave import campaigns, contacts, journeys, routing
 from touchwave.config import Settings
 from touchwave.policy import capacity, channels
 from touchwave.contacts import Delivery, Shard
-from touchwave.store.models import CampaignStatus, ContactStatus, Script
+from touchwave.store.models import CampaignStatus, ContactStatus, Offer, Script
 from touchwave.templates.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,11 @@ class CampaignActivities:
             return result
         adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
+            # a channel with a daily capacity calls its most promising members first
+            product = self._product(input.offer) if rules.daily_capacity is not None else None
             claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
-                                     leave_when_limited=input.when_limited == "leave", timezone=self.timezone)
+                                     leave_when_limited=input.when_limited == "leave", timezone=self.timezone,
+                                     rank_for_product=product)
             result.claimed = claimed.claimed
             result.reasons.update(claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
@@ -232,6 +235,10 @@ class CampaignActivities:
                 activity.heartbeat(result.sent + result.failed)
                 if last:
                     return result
+
+    def _product(self, offer: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(Offer.product).where(Offer.code == offer))
 
     def _script_text(self, code: str) -> str:
         with self.engine.connect() as conn:

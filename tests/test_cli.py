@@ -236,9 +236,11 @@ def test_channel_rules_from_the_command_line(with_store):
     assert code == 0 and "sms          quiet 21:00–08:00" in out and "hall         no quiet hours" in out
     code, out, _ = with_store("channels", "set", "outbound", "--seats", "120", "--calls-per-seat", "80",
                               "--quiet", "20:30-09:00")
-    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    9,600 contacts a day")
-    code, out, _ = with_store("channels", "set", "outbound", "--capacity", "none")
-    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    no daily limit")
+    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    9,600 contacts a day     no unit cost")
+    code, out, _ = with_store("channels", "set", "outbound", "--capacity", "none", "--unit-cost", "3.5")
+    assert (code, out.strip()) == (0, "outbound     quiet 20:30–09:00    no daily limit           3.5 a contact")
+    code, _, err = with_store("channels", "set", "outbound", "--unit-cost", "cheap")
+    assert code == 2 and "give an amount per contact" in err
     code, _, err = with_store("channels", "set", "sms", "--quiet", "9pm-8am")
     assert code == 2 and "'9pm' is not a time of day (HH:MM, 24-hour)" in err
     code, _, err = with_store("channels", "set", "outbound", "--seats", "120")

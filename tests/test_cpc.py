@@ -170,3 +170,24 @@ def _held_out(store, campaign_id: int) -> int:
     with store.engine.connect() as conn:
         return conn.execute(text("SELECT count(*) FROM campaign_members WHERE campaign_id = :c AND control"),
                             {"c": campaign_id}).scalar_one()
+
+
+def test_a_capacity_limited_step_queues_its_most_promising_members_first(store):
+    history = seed(store, subscribers=400)
+    shard = Shard(history.id)
+    contacts.claim(store.engine, shard, "outbound_call", "outbound", None)
+    batch = contacts.take_batch(store.engine, shard, "outbound_call", 100_000)
+    contacts.record(store.engine, history.id, batch, [Delivery(o.idempotency_key, ContactStatus.SENT) for o in batch])
+    keen = [o.msisdn for o in batch[-10:]]  # the highest ids: last in plain claim order
+    for msisdn in keen:
+        record_response(store.engine, history.id, msisdn, Outcome.ACCEPTED, "outbound")
+    cpc.fit(store.engine)
+    campaign = campaigns.create(store, history.template, created_by="test")
+    contacts.claim(store.engine, Shard(campaign.id), "outbound_call", "outbound", None,
+                   rank_for_product="ringback_tone")
+    with store.engine.connect() as conn:
+        queue = conn.execute(text(
+            "SELECT s.msisdn FROM contact_ledger c JOIN subscribers s ON s.id = c.subscriber_id "
+            "WHERE c.campaign_id = :c AND c.status = 'claimed' ORDER BY c.id"), {"c": campaign.id}).scalars().all()
+    assert set(queue[:len([m for m in keen if m in queue])]) == {m for m in keen if m in queue}
+    assert queue[0] in keen

@@ -23,6 +23,8 @@ def test_the_demo_runs_the_campaign_end_to_end_and_leaves_nothing_running(tmp_pa
     final = out.split("campaign finished")[-2].splitlines()
     row = {line.split()[0]: line.split() for line in final if line.startswith(("sms_broadcast", "outbound_call"))}
     assert int(row["sms_broadcast"][3]) > 1000 and int(row["outbound_call"][3]) > 0
+    # the effect report: the control group held out and the uplift measured against it
+    assert "held out as the control group" in out and "uplift" in out.split("held out as the control group")[1]
     # the event-triggered part: events over the API, each match's SMS claimed at once
     entered = int(out.split("data-usage events, ")[1].split(" matched")[0])
     assert entered > 0 and f"their add-on SMS: {entered} claimed for the gateway" in out

@@ -187,3 +187,27 @@ def test_unreadable_files_give_one_clear_problem(tmp_path, content, words):
     assert len(caught.value.problems) == 1
     assert words in caught.value.problems[0].message
     assert str(caught.value).startswith(str(path))
+
+
+BEST = "ringback_best_channel.json"
+
+
+@pytest.mark.parametrize("label, change, path, words", [
+    ("best-channel split with an outcome", lambda d: d["edges"][0].update(when=["accepted"]),
+     "/edges/0/when", 'routes by best channel: "accepted" is not a channel'),
+    ("outcome split with a channel", lambda d: d["nodes"][0].pop("by"),
+     "/edges/0/when", 'routes by outcome: "sms" is a channel'),
+    ("channel edge into another channel's step", lambda d: d["edges"][0].update(to="call_offer"),
+     "/edges/0/to", "members routed to sms must go to a sms step"),
+    ("a channel routed twice", lambda d: d["edges"][1].update(when=["sms"]),
+     "/edges/1/when", 'channel "sms" already leads to "sms_offer"'),
+    ("unknown split kind", lambda d: d["nodes"][0].update(by="cheapest"),
+     "/nodes/0/by", "cheapest"),
+])
+def test_a_broken_best_channel_split_is_named(label, change, path, words):
+    document = load_example(BEST)
+    change(document)
+    with pytest.raises(TemplateInvalid) as caught:
+        compile_template(document)
+    problems = [f"{p.path}: {p.message}" for p in caught.value.problems]
+    assert any(p.startswith(path) and words in p for p in problems), problems

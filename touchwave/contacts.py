@@ -27,7 +27,7 @@ from touchwave.config import Settings
 from touchwave.policy import arbitration, channels
 from touchwave.policy import caps as caps_policy
 from touchwave.policy import dnd as dnd_policy
-from touchwave.store.models import Channel, ContactStatus, MemberState, Outcome, utc_binds
+from touchwave.store.models import CAPACITY_CHANNELS, Channel, ContactStatus, MemberState, Outcome, utc_binds
 
 ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
 COMPLETED = (MemberState.ACCEPTED, MemberState.DECLINED)
@@ -102,22 +102,35 @@ class Claimed:
     suppressed: dict[str, int] = field(default_factory=dict)
 
 
-def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: str) -> str:
+#: a capacity-limited channel's queue is handed out in claim order: claimed most
+#: promising first (the CPC model's customer–channel and customer–product rates, the
+#: plan's where the subscriber has no history), the call centre calls them first
+_PROPENSITY_JOINS = (
+    " LEFT JOIN cpc_subscriber_channel sc ON sc.subscriber_id = m.subscriber_id AND sc.channel = :channel"
+    " LEFT JOIN cpc_rates gc ON gc.kind = 'plan_channel' AND gc.grp = s.plan AND gc.item = :channel"
+    " LEFT JOIN cpc_subscriber_product sp ON sp.subscriber_id = m.subscriber_id AND sp.product = :product"
+    " LEFT JOIN cpc_rates gp ON gp.kind = 'plan_product' AND gp.grp = s.plan AND gp.item = :product"
+)
+_PROPENSITY_ORDER = " ORDER BY COALESCE(sc.score, gc.score, 0) * COALESCE(sp.score, gp.score, 1) DESC, m.subscriber_id"
+
+
+def _claim_sql(route: str | None, status: str, ends: str, condition: str, lock: str, ranked: bool = False) -> str:
     return (
         "INSERT INTO contact_ledger (campaign_id, step_id, subscriber_id, channel, address, attempt, idempotency_key,"
         " status, reason, at, window_ends_at) "
         "SELECT m.campaign_id, :step, m.subscriber_id, :channel, s.msisdn, m.entry,"
         f" :key_prefix || CAST(m.subscriber_id AS TEXT) || ':' || CAST(m.entry AS TEXT), {status}, :now, {ends} "
-        "FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id JOIN campaigns k ON k.id = m.campaign_id "
+        "FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id JOIN campaigns k ON k.id = m.campaign_id"
+        f"{_PROPENSITY_JOINS if ranked else ''} "
         f"WHERE {_IN_SHARD} {_on_route(route)} AND m.state IN {_ELIGIBLE_SQL}{condition}"
-        f"{lock} "
+        f"{_PROPENSITY_ORDER if ranked else ''}{lock} "
         "ON CONFLICT (campaign_id, step_id, subscriber_id, attempt) DO NOTHING"
     )
 
 
 def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str | None,
           window_ends_at: datetime | None = None, leave_when_limited: bool = False,
-          timezone: str | None = None) -> Claimed:
+          timezone: str | None = None, rank_for_product: str | None = None) -> Claimed:
     """Write a ledger row for every member of `shard` still eligible for `step_id`.
 
     Eligible: pending, contacted or considering (never accepted, declined, suppressed,
@@ -130,7 +143,9 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
     then skips them as already keyed, and no batch ever takes them. Members capped or
     lost to arbitration go on to the next step, or with `leave_when_limited` leave the
     campaign (state `suppressed`, the reason kept). `timezone` is the operator's (where
-    a day and a calendar month begin); by default `TOUCHWAVE_TIMEZONE`.
+    a day and a calendar month begin); by default `TOUCHWAVE_TIMEZONE`. With
+    `rank_for_product`, a capacity-limited channel's contacts are claimed most promising
+    first for that product (its queue is handed out in claim order).
     """
     lock = " FOR UPDATE OF m" if engine.dialect.name == "postgresql" else ""
     ends = ":ends" if window_ends_at else "NULL"
@@ -148,8 +163,10 @@ def claim(engine: Engine, shard: Shard, step_id: str, channel: str, route: str |
             if leave_when_limited and set(suppressed) - {"dnd"}:
                 _leave_limited(conn, params)
         status = ContactStatus.OPEN if window_ends_at else ContactStatus.CLAIMED
-        claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock)).bindparams(*when),
-                               params).rowcount
+        ranked = bool(rank_for_product) and not window_ends_at and channel in CAPACITY_CHANNELS
+        claimed = conn.execute(text(_claim_sql(route, f"'{status.value}', NULL", ends, "", lock, ranked))
+                               .bindparams(*when), {**params, "product": rank_for_product} if ranked else params
+                               ).rowcount
         if window_ends_at:
             # an open window reaches every pending member on the route: each has its row now
             conn.execute(

@@ -14,7 +14,7 @@ import httpx
 
 from sqlalchemy import text
 
-from touchwave import campaigns, tokens
+from touchwave import campaigns, effect, tokens
 from touchwave.events import catalog as event_catalog
 from touchwave.config import TEMPLATES_DIR, Settings
 from touchwave.stack import Stack
@@ -101,6 +101,10 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
         delivered = await _orders_delivered(store)
         _say(f"orders: {delivered} accepted offers delivered to BOSS (the simulator) through the outbox, "
              f"{len(stack.sim.orders)} placed there — once each")
+        report = effect.report(store, campaign.id, settings.timezone)
+        _say(f"\neffect (`touchwave report {campaign.id}`, also --format html): {report.control.members:,} members "
+             f"held out as the control group (control_share 5%), never contacted")
+        _say("\n".join(effect.as_text(report).splitlines()[-3:]))
         await _event_triggered(stack, settings, seconds_per_day)
         _say(f"(the stack is shutting down; the Temporal history stays in {temporal_db})")
 

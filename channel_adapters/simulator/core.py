@@ -27,7 +27,10 @@ class CustomerModel:
     decline: dict[str, float] = field(default_factory=lambda: {"sms": 0.01, "outbound": 0.10})
     consider: dict[str, float] = field(default_factory=lambda: {"sms": 0.01, "outbound": 0.05})
 
-    def answer(self, channel: str, rng: random.Random) -> str | None:
+    def answer(self, channel: str, rng: random.Random, msisdn: str | None = None,
+               campaign_id: int | None = None) -> str | None:
+        """One customer's answer after a contact (None: no answer). This model is the same
+        for everyone; a model of individual customers can use `msisdn` and `campaign_id`."""
         roll = rng.random()
         for outcome, table in (("accepted", self.accept), ("declined", self.decline), ("considering", self.consider)):
             roll -= table.get(channel, 0.0)
@@ -178,7 +181,7 @@ class Simulator:
     # -- customers --------------------------------------------------------------------------
 
     def _customer_answers(self, campaign_id: int, msisdn: str, channel: str) -> None:
-        outcome = self.customers.answer(channel, self.rng)
+        outcome = self.customers.answer(channel, self.rng, msisdn=msisdn, campaign_id=campaign_id)
         if outcome:
             self.outcomes.append(SimulatedOutcome(campaign_id, msisdn, outcome, channel))
 

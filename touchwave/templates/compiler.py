@@ -291,7 +291,8 @@ class _Graph:
                     continue
                 if choice in covered:
                     self.problems.append(
-                        Problem(pointer("edges", k, "when"), f'"{choice}" already leads to "{covered[choice]}"')
+                        Problem(pointer("edges", k, "when"), f'{"channel" if by_channel else "outcome"} "{choice}" '
+                                f'already leads to "{covered[choice]}"')
                     )
                 else:
                     covered[choice] = edge["to"]
