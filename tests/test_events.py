@@ -213,3 +213,47 @@ def test_events_replay_from_a_file_reports_each_bad_line(store, database_url, tm
     assert "line 3: not JSON" in out and "line 6 (" in out and "payload/percent: -1 is less than the minimum of 0" in out
     assert "Temporal was not reachable" in out
     assert member(store, campaign.id, admitted[3]).at_node == "addon_sms"
+
+
+def test_a_trigger_campaign_holds_out_its_control_group_at_every_entry(store):
+    from touchwave import effect
+    from touchwave.store.db import _bucket
+
+    _, admitted = trigger_campaign(store, "data_usage_addon.json", subscribers=600)
+    template = {**load_example("data_usage_addon.json"), "name": "data-usage-addon-measured", "control_share": 0.3}
+    with store.session.begin() as session:
+        upload(session, template, author="test")
+    campaign = campaigns.create(store, template["name"], created_by="test")
+    campaigns.set_status(store.engine, campaign.id, "running")
+    for other in campaigns_running_besides(store, campaign.id):
+        campaigns.set_status(store.engine, other, "paused")
+    usage = {"percent": 90, "plan_quota_mb": 1024}
+    start = datetime.now(UTC)
+    entered = ingest(store.engine, [event("data_usage_threshold", n, usage) for n in admitted], now=start).entered
+    assert entered == {campaign.id: len(admitted)}
+
+    def states() -> dict[str, tuple]:
+        with store.engine.connect() as conn:
+            return {m: (sid, state, node, bool(control)) for m, sid, state, node, control in conn.execute(text(
+                "SELECT s.msisdn, s.id, m.state, m.at_node, m.control FROM campaign_members m "
+                "JOIN subscribers s ON s.id = m.subscriber_id WHERE m.campaign_id = :c"), {"c": campaign.id})}
+
+    first = states()
+    held = {m for m, (_, _, _, control) in first.items() if control}
+    assert 0.2 < len(held) / len(admitted) < 0.4
+    assert all(first[m][1:3] == ("suppressed", None) for m in held)
+    assert all(first[m][1:3] == ("pending", "addon_sms") for m in set(first) - held)
+    assert all((_bucket(f"{campaign.id}:{sid}") < 3000) == control for sid, _, _, control in first.values())
+    # a month later they enter again: the same people are held out
+    later = start + timedelta(days=31)
+    ingest(store.engine, [event("data_usage_threshold", n, usage, later) for n in admitted], now=later)
+    again = states()
+    assert {m for m, v in again.items() if v[3]} == held and all(again[m][1] == "suppressed" for m in held)
+    report = effect.report(store, campaign.id)
+    assert report.control.members == len(held) and report.treated.members == len(admitted) - len(held)
+
+
+def campaigns_running_besides(store, campaign_id: int) -> list[int]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text("SELECT id FROM campaigns WHERE status = 'running' AND id != :c"),
+                                 {"c": campaign_id}).scalars())

@@ -12,7 +12,8 @@ from touchwave.errors import UserError
 from touchwave.segments import named
 from touchwave.segments.rules import Vocabulary
 from touchwave.store import Store
-from touchwave.store.db import BUCKETS, analyze, bucket_sql
+from touchwave.control import control_sql
+from touchwave.store.db import analyze
 from touchwave.store.models import (
     Campaign,
     CampaignAudit,
@@ -104,15 +105,6 @@ def _add_members(conn: Connection, campaign_id: int, plan: Plan, cohort: int, to
     ).rowcount
     analyze(conn, "campaign_members")
     return joined
-
-
-def control_sql(dialect: str, campaign_id: int, subscriber_sql: str, share: float) -> str:
-    """The SQL condition that holds a subscriber out of a campaign: the bucket of
-    `campaign:subscriber` falls below the share (deterministic, about `share` of anyone)."""
-    if share <= 0:
-        return "(1 = 0)"
-    key = f"'{int(campaign_id)}:' || CAST({subscriber_sql} AS VARCHAR)"
-    return f"({bucket_sql(dialect, key)} < {round(share * BUCKETS)})"
 
 
 def _let_go(conn: Connection, campaign_id: int, plan: Plan, today: date | None) -> int:

@@ -20,9 +20,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Connection, Engine, Integer, Select, String, bindparam, literal, select
+from sqlalchemy import (Boolean, Connection, Engine, Integer, Select, String, bindparam, case, literal, literal_column,
+                        null, select)
 from sqlalchemy.dialects import postgresql, sqlite
 
+from touchwave.control import control_sql
 from touchwave.errors import UserError
 from touchwave.events import catalog
 from touchwave.events.catalog import EventKind
@@ -240,7 +242,7 @@ def _enter(conn: Connection, campaign_id: int, plan: Plan, chosen: dict[str, Eve
     key = (str(conn.engine.url), campaign_id, snapshot, date.today())
     statement = _ENTRY_STATEMENTS.get(key)
     if statement is None:
-        statement = _ENTRY_STATEMENTS[key] = _entry_statement(conn, plan, vocabulary)
+        statement = _ENTRY_STATEMENTS[key] = _entry_statement(conn, campaign_id, plan, vocabulary)
     reentry = plan.trigger.reentry_seconds
     params = {"campaign": campaign_id, "now": now, "node": plan.entry, "events": [e.id for e in chosen.values()],
               "subscribers": subscribers,
@@ -248,13 +250,20 @@ def _enter(conn: Connection, campaign_id: int, plan: Plan, chosen: dict[str, Eve
     return conn.execute(statement, params).rowcount
 
 
-def _entry_statement(conn: Connection, plan: Plan, vocabulary: list[Vocabulary]):
+def _entry_statement(conn: Connection, campaign_id: int, plan: Plan, vocabulary: list[Vocabulary]):
     members = CampaignMember.__table__
     when = members.c.due_at.type
+    # the control group: held out at entry (by campaign and subscriber, so at every
+    # re-entry too), entered but due nowhere
+    held = literal_column(control_sql(conn.dialect.name, campaign_id, "subscribers.id", plan.control_share), Boolean)
     source = (
-        select(bindparam("campaign", type_=Integer), Subscriber.id, literal(0, Integer), literal("pending", String),
-               bindparam("now", type_=when), literal(1, Integer), bindparam("node", type_=String),
-               bindparam("now", type_=when), bindparam("now", type_=when), Event.id)
+        select(bindparam("campaign", type_=Integer), Subscriber.id, literal(0, Integer),
+               case((held, literal("suppressed", String)), else_=literal("pending", String)),
+               case((held, literal("control", String)), else_=null()), held,
+               bindparam("now", type_=when), literal(1, Integer),
+               case((held, null()), else_=bindparam("node", type_=String)),
+               case((held, null()), else_=bindparam("now", type_=when)),
+               bindparam("now", type_=when), Event.id)
         .select_from(Event).join(Subscriber, Subscriber.msisdn == Event.msisdn)
         # the subscribers' ids, looked up beforehand: the planner then starts from them by
         # primary key (SQLite without statistics preferred an index on the rule's region)
@@ -262,8 +271,8 @@ def _entry_statement(conn: Connection, plan: Plan, vocabulary: list[Vocabulary])
                Subscriber.id.in_(bindparam("subscribers", expanding=True)))
     )
     source = _admitted(conn, source, plan, vocabulary)
-    columns = ["campaign_id", "subscriber_id", "cohort", "state", "updated_at", "entry", "at_node", "due_at",
-               "entered_at", "event_id"]
+    columns = ["campaign_id", "subscriber_id", "cohort", "state", "reason", "control", "updated_at", "entry",
+               "at_node", "due_at", "entered_at", "event_id"]
     statement = _insert(conn, members).from_select(columns, source)
     if plan.trigger.reentry_seconds is None:
         statement = statement.on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
@@ -271,7 +280,7 @@ def _entry_statement(conn: Connection, plan: Plan, vocabulary: list[Vocabulary])
         again = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["campaign_id", "subscriber_id"],
-            set_={"entry": members.c.entry + 1, "state": "pending", "reason": None, "route": None, "cohort": 0,
+            set_={"entry": members.c.entry + 1, "state": again.state, "reason": again.reason, "route": None, "cohort": 0,
                   "at_node": again.at_node, "due_at": again.due_at, "entered_at": again.entered_at,
                   "event_id": again.event_id, "updated_at": again.updated_at},
             where=members.c.entered_at <= bindparam("cutoff", type_=when),
