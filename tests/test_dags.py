@@ -113,6 +113,7 @@ async def test_a_subscriber_who_qualifies_in_the_new_drop_joins_the_running_camp
     named.save(store.engine, "rbt_targets", RBT_RULE, "ana")
     template = load_example("ringback_tone_download.json")
     template["audience"] = {"segment": "rbt_targets"}
+    template.pop("control_share")  # everyone at launch is contacted, and so is the newcomer
     with store.session.begin() as session:
         upsert_catalog(session, read_offers(CATALOG_FILE))
         upload(session, template, author="ana")

@@ -32,10 +32,15 @@ from .conftest import CATALOG_FILE, load_example
 SILENT = CustomerModel(accept={}, decline={}, consider={})
 
 
-def seed(store, template: str = "ringback_tone_download.json", subscribers: int = 300):
+def seed(store, template: str = "ringback_tone_download.json", subscribers: int = 300, control: bool = False):
+    """The catalog, a template, a synthetic population and a campaign on it; the
+    template's control group only with `control` (the engine's tests contact everyone)."""
+    document = load_example(template)
+    if not control:
+        document.pop("control_share", None)
     with store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(CATALOG_FILE))
-        upload(session, load_example(template), author="test")
+        upload(session, document, author="test")
     load_population(store.engine, subscribers, seed=5, today=date.today())
     return campaigns.create(store, load_example(template)["name"], created_by="test")
 
@@ -59,10 +64,11 @@ def ledger(store, campaign_id: int) -> dict[str, dict[str, str]]:
 
 
 def members(store, campaign_id: int) -> list[str]:
+    """The members the campaign works on: everyone but its control group."""
     with store.engine.connect() as conn:
         return list(conn.execute(text(
             "SELECT s.msisdn FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
-            "WHERE m.campaign_id = :c ORDER BY s.msisdn"), {"c": campaign_id}).scalars())
+            "WHERE m.campaign_id = :c AND NOT m.control ORDER BY s.msisdn"), {"c": campaign_id}).scalars())
 
 
 async def until(predicate, seconds: float = 20.0) -> None:
