@@ -29,6 +29,10 @@ from touchwave.policy import caps as caps_policy
 from touchwave.policy import dnd as dnd_policy
 from touchwave.store.models import CAPACITY_CHANNELS, Channel, ContactStatus, MemberState, Outcome, utc_binds
 
+#: a contact that reached the member: sent, delivered, or an offer window opened (even
+#: if withdrawn since, when they answered); reports and the CPC fit count these
+REACHED_SQL = "(c.status IN ('sent', 'delivered', 'open') OR (c.status = 'withdrawn' AND c.window_ends_at IS NOT NULL))"
+
 ELIGIBLE = (MemberState.PENDING, MemberState.CONTACTED, MemberState.CONSIDERING)
 COMPLETED = (MemberState.ACCEPTED, MemberState.DECLINED)
 

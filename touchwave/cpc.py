@@ -36,15 +36,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, text
 
+from touchwave.contacts import REACHED_SQL
 from touchwave.policy.channels import day_of
-from touchwave.store.models import Campaign, CampaignAudit, CpcFit, FlowchartTemplate, as_utc, utcnow
+from touchwave.store.models import Campaign, CpcFit, FlowchartTemplate, as_utc, utcnow
 from touchwave.templates.plan import Plan
 
 #: pseudo-trials of the parent rate a plan's and a subscriber's rates start from
 GROUP_STRENGTH = 50.0
 SUBSCRIBER_STRENGTH = 3.0
 
-_REACHED = "(c.status IN ('sent', 'delivered', 'open') OR (c.status = 'withdrawn' AND c.window_ends_at IS NOT NULL))"
+_REACHED = REACHED_SQL
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,8 @@ def refit_due(engine: Engine, timezone: str) -> str | None:
         last = as_utc(last)
         if day_of(last, timezone) < day_of(utcnow(), timezone):
             return "last fitted before today"
-        ended = conn.execute(select(func.count()).select_from(CampaignAudit).where(
-            CampaignAudit.to_status.in_(("finished", "cancelled")), CampaignAudit.at > last)).scalar_one()
-        ended += conn.execute(select(func.count()).select_from(Campaign).where(
+        # every status change stamps updated_at, the workflow's and the lifecycle's alike
+        ended = conn.execute(select(func.count()).select_from(Campaign).where(
             Campaign.status.in_(("finished", "cancelled")), Campaign.updated_at > last)).scalar_one()
     return "a campaign ended since the last fit" if ended else None
 

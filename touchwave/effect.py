@@ -28,6 +28,7 @@ from datetime import date, datetime
 from sqlalchemy import DateTime, Engine, String, bindparam, text
 
 from touchwave import campaigns
+from touchwave.contacts import REACHED_SQL
 from touchwave.policy import channels
 from touchwave.store import Store
 from touchwave.store.models import as_utc, utc_binds
@@ -133,7 +134,7 @@ def newcombe(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> tuple[float,
     return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
-_REACHED = "(c.status IN ('sent', 'delivered', 'open') OR (c.status = 'withdrawn' AND c.window_ends_at IS NOT NULL))"
+_REACHED = REACHED_SQL
 
 _LEDGER = text(
     f"SELECT c.step_id, c.channel, c.status, c.reason, {_REACHED} AS reached, count(*) AS n "

@@ -25,15 +25,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, bindparam, text
 
 from touchwave.contacts import _ELIGIBLE_SQL, _IN_SHARD, Shard, _on_route, now
-from touchwave.policy import channels
+from touchwave.policy import channels, dnd
 from touchwave.store.db import bucket_sql
 from touchwave.store.models import utc_binds
 
-_DND = (
-    "EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn "
-    "AND d.scope IN ('global', 'channel:' || b.channel, 'business_line:' || k.business_line) "
-    "AND (d.expires_at IS NULL OR d.expires_at > :now))"
-)
+_DND = dnd.in_force_sql("b.channel")
 
 _EXPECTED = (
     "COALESCE(sc.score, gc.score, cc.score, ca.score, 0.5) * COALESCE(sp.score, gp.score, pp.score, pa.score, 0.5)"

@@ -34,11 +34,17 @@ GLOBAL = "global"
 
 #: an entry in force for contact `m` (a campaign member, with `s` its subscriber and `k`
 #: its campaign) on channel :channel, evaluated in the claim's own statement
-IN_FORCE_SQL = (
-    "EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn "
-    "AND d.scope IN ('global', 'channel:' || CAST(:channel AS VARCHAR), 'business_line:' || k.business_line) "
-    "AND (d.expires_at IS NULL OR d.expires_at > :now))"
-)
+def in_force_sql(channel_sql: str = "CAST(:channel AS VARCHAR)") -> str:
+    """An entry in force covers subscriber `s` of campaign `k` for the channel
+    `channel_sql` (the bound :channel, or a column when several channels are weighed)."""
+    return (
+        "EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn "
+        f"AND d.scope IN ('global', 'channel:' || {channel_sql}, 'business_line:' || k.business_line) "
+        "AND (d.expires_at IS NULL OR d.expires_at > :now))"
+    )
+
+
+IN_FORCE_SQL = in_force_sql()
 
 
 @dataclass(frozen=True)
