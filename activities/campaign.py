@@ -14,7 +14,7 @@ from temporalio import activity
 
 from channel_adapters.base import ChannelAdapter, Message
 from channel_adapters.outbound import OutboundAdapter
-from touchwave import campaigns, contacts, journeys, routing
+from touchwave import campaigns, contacts, journeys, metrics, routing
 from touchwave.config import Settings
 from touchwave.policy import capacity, channels
 from touchwave.contacts import Delivery, Shard
@@ -168,6 +168,13 @@ class CampaignActivities:
 
     @activity.defn
     def run_step(self, input: StepInput) -> StepResult:
+        """A channel step on one shard (`_run_step`), counted in the worker's metrics."""
+        started = time.monotonic()
+        result = self._run_step(input)
+        metrics.STEP_SECONDS.labels(input.channel).observe(time.monotonic() - started)
+        return result
+
+    def _run_step(self, input: StepInput) -> StepResult:
         """Claim the eligible members of the shard in one statement, then hand them to the
         channel in batches. Safe to retry: claims and contacts are keyed per member.
 
@@ -195,6 +202,7 @@ class CampaignActivities:
             with activity.shield_thread_cancel_exception():
                 result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
                                                 contacts.now() + window).claimed
+            metrics.contacted(input.channel, result.claimed, 0, passive=True)
             return result
         adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
@@ -205,6 +213,7 @@ class CampaignActivities:
                                      rank_for_product=product)
             result.claimed = claimed.claimed
             result.reasons.update(claimed.suppressed)
+            metrics.suppressed(input.channel, claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
             message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
         after = -1
@@ -228,10 +237,13 @@ class CampaignActivities:
                 after = batch[-1].subscriber_id
                 if adapter is None:
                     result.sent += len(batch)  # offers shown: windows opened
+                    metrics.contacted(input.channel, len(batch), 0, passive=True)
                 else:
                     deliveries = adapter.send(batch, message)
                     contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
+                    sent, failed = result.sent, result.failed
                     _count(result, deliveries)
+                    metrics.contacted(input.channel, result.sent - sent, result.failed - failed)
                 activity.heartbeat(result.sent + result.failed)
                 if last:
                     return result

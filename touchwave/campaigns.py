@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import Boolean, Connection, Engine, Select, func, insert, literal, literal_column, select, text, update
 
@@ -179,3 +179,26 @@ def set_status(engine: Engine, campaign_id: int, status: CampaignStatus) -> None
         values["starts_at"] = func.coalesce(Campaign.starts_at, utcnow())
     with engine.begin() as conn:
         conn.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    name: str
+    template: str
+    template_version: int
+    status: CampaignStatus
+    business_line: str
+    created_by: str
+    updated_at: datetime
+
+
+def listed(engine: Engine, limit: int = 200) -> list[CampaignRow]:
+    """The newest campaigns first, without their members (a list page's row each)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Campaign.id, Campaign.name, FlowchartTemplate.name, FlowchartTemplate.version, Campaign.status,
+                   Campaign.business_line, Campaign.created_by, Campaign.updated_at)
+            .join(FlowchartTemplate, Campaign.template_id == FlowchartTemplate.id)
+            .order_by(Campaign.id.desc()).limit(limit)).all()
+    return [CampaignRow(r[0], r[1], r[2], r[3], CampaignStatus(r[4]), r[5], r[6], r[7]) for r in rows]

@@ -506,11 +506,12 @@ def cmd_template_show(args: argparse.Namespace) -> int:
 # -- campaigns -----------------------------------------------------------------------
 
 
-async def _temporal(settings: Settings):
+async def _temporal(settings: Settings, runtime=None):
     from temporalio.client import Client
 
     try:
-        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                    **({"runtime": runtime} if runtime else {}))
     except RuntimeError as exc:
         raise UserError(f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
                         "is `touchwave dev` running, or TOUCHWAVE_TEMPORAL_ADDRESS set?") from None
@@ -675,20 +676,41 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from channel_adapters.outbound import OutboundAdapter
     from channel_adapters.sms import SmsAdapter
     from touchwave.temporal import register_search_attributes
-    from touchwave.worker import build_worker
+    from prometheus_client import start_http_server
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from touchwave.worker import build_channel_worker, build_worker
 
     settings = Settings.from_env(args.database_url)
     store = _store(args)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+        _out(f"metrics on :{settings.metrics_port}/metrics"
+             + (f", Temporal SDK metrics on :{settings.sdk_metrics_port}/metrics" if settings.sdk_metrics_port else ""))
     adapters = {"sms": SmsAdapter(settings.sms_gateway_url, rate_per_second=settings.sms_rate),
                 "outbound": OutboundAdapter(settings.call_centre_url)}
 
     async def work() -> None:
-        client = await _temporal(settings)
-        await register_search_attributes(client)
-        worker = build_worker(client, store.engine, adapters, task_queue=settings.task_queue,
-                              batch_size=args.batch_size)
-        _out(f"worker on {settings.temporal_address}, task queue {settings.task_queue}")
-        await worker.run()
+        runtime = None
+        if settings.sdk_metrics_port:
+            runtime = Runtime(telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"0.0.0.0:{settings.sdk_metrics_port}")))
+        client = await _temporal(settings, runtime)
+        if settings.worker_channels:
+            workers = []
+            for channel in settings.worker_channels:
+                queue = settings.channel_queues.get(channel)
+                if queue is None:
+                    raise UserError(f"TOUCHWAVE_WORKER_CHANNELS names {channel}, which has no queue in "
+                                    "TOUCHWAVE_CHANNEL_QUEUES (e.g. sms=touchwave-sms)")
+                workers.append(build_channel_worker(client, store.engine, adapters, queue, batch_size=args.batch_size))
+                _out(f"{channel} worker on {settings.temporal_address}, task queue {queue}")
+        else:
+            await register_search_attributes(client)
+            workers = [build_worker(client, store.engine, adapters, task_queue=settings.task_queue,
+                                    batch_size=args.batch_size)]
+            _out(f"worker on {settings.temporal_address}, task queue {settings.task_queue}")
+        await asyncio.gather(*(w.run() for w in workers))
 
     stop = _dispatch_orders_in_background(store, settings) if args.orders else None
     try:

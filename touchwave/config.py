@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from touchwave.errors import StoreUnavailable
+from touchwave.errors import StoreUnavailable, UserError
 
 #: The repository root: templates, their schema and the demo catalog live beside the package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,13 @@ class Settings:
     tag_drop_dir: Path = DEFAULT_VAR_DIR / "tag_drops"
     #: the operator's time zone: which day a drop belongs to (and, later, quiet hours)
     timezone: str = "Asia/Shanghai"
+    #: channel → task queue of workers of its own (a gateway with its own rate limit)
+    channel_queues: dict[str, str] = field(default_factory=dict)
+    #: a worker serving only these channels' queues (empty: the campaign worker)
+    worker_channels: tuple[str, ...] = ()
+    #: where a worker serves its Prometheus metrics, and Temporal's SDK metrics (None: not at all)
+    metrics_port: int | None = None
+    sdk_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -91,4 +98,27 @@ class Settings:
             boss_rate=float(env("TOUCHWAVE_BOSS_RATE", cls.boss_rate)),
             tag_drop_dir=Path(env("TOUCHWAVE_TAG_DROP_DIR", var_dir / "tag_drops")),
             timezone=env("TOUCHWAVE_TIMEZONE", cls.timezone),
+            channel_queues=_pairs("TOUCHWAVE_CHANNEL_QUEUES", env("TOUCHWAVE_CHANNEL_QUEUES", "")),
+            worker_channels=tuple(c.strip() for c in env("TOUCHWAVE_WORKER_CHANNELS", "").split(",") if c.strip()),
+            metrics_port=_port("TOUCHWAVE_METRICS_PORT", env("TOUCHWAVE_METRICS_PORT")),
+            sdk_metrics_port=_port("TOUCHWAVE_SDK_METRICS_PORT", env("TOUCHWAVE_SDK_METRICS_PORT")),
         )
+
+
+def _pairs(name: str, raw: str) -> dict[str, str]:
+    """`sms=touchwave-sms,outbound=touchwave-outbound` as a dict."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(f"{name}: {item!r} is not channel=queue (e.g. sms=touchwave-sms)")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _port(name: str, raw: str | None) -> int | None:
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise UserError(f"{name}: {raw!r} is not a port number")
+    return int(raw)

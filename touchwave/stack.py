@@ -99,7 +99,8 @@ class Stack:
         await self._serve(simulator_app(self.sim), self.ports.simulator)
         self.notifier = ResponseNotifier(self.client)
         await self._serve(api_app(self.store.engine, self.outbound, self.notifier, temporal=self.client,
-                                  task_queue=self.settings.task_queue), self.ports.api, lifespan="on")
+                                  task_queue=self.settings.task_queue, temporal_ui=self.ui_url),
+                          self.ports.api, lifespan="on")
         self.worker = build_worker(self.client, self.store.engine, adapters, task_queue=self.settings.task_queue)
         self._tasks.append(asyncio.create_task(self.worker.run()))
         # the simulator plays BOSS: accepted offers become orders there

@@ -10,6 +10,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from touchwave.campaigns import CampaignInfo
+from touchwave.config import Settings
 from workflows import attributes
 from workflows.campaign import CampaignInput, CampaignWorkflow
 from workflows.trigger import TriggerInput, TriggerWorkflow
@@ -57,6 +58,8 @@ async def start_campaign(client: Client, campaign: CampaignInfo, task_queue: str
     if campaign.plan.trigger is not None:
         run, argument = TriggerWorkflow.run, TriggerInput(campaign.id, campaign.plan.to_dict(), **options)
     else:
+        # channels with workers of their own (TOUCHWAVE_CHANNEL_QUEUES) send from those
+        options.setdefault("channel_queues", Settings.from_env().channel_queues)
         run, argument = CampaignWorkflow.run, CampaignInput(campaign.id, campaign.plan.to_dict(), **options)
     return await client.start_workflow(
         run,

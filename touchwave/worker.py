@@ -29,3 +29,19 @@ def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelA
         activity_executor=ThreadPoolExecutor(threads),
         max_concurrent_activities=threads,
     )
+
+
+def build_channel_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter], task_queue: str,
+                         batch_size: int = 1000, threads: int = 8) -> Worker:
+    """A worker that only sends: the channel steps of the campaigns' shards that the
+    workflows route to `task_queue` (TOUCHWAVE_CHANNEL_QUEUES), so a gateway with a rate
+    limit of its own gets as many (or as few) senders as it can take."""
+    activities = CampaignActivities(engine, adapters, batch_size=batch_size)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        activities=[activities.run_step],
+        activity_executor=ThreadPoolExecutor(threads),
+        max_concurrent_activities=threads,
+    )
+

@@ -73,6 +73,8 @@ class CampaignInput:
     recheck_seconds: int = 60
     #: continue as new beyond this many history events (Temporal's hard limit: 51,200)
     history_limit: int = 10_000
+    #: channel → task queue of its own workers (TOUCHWAVE_CHANNEL_QUEUES), for the shards
+    channel_queues: dict[str, str] = field(default_factory=dict)
     #: None on the first run; the previous run's state after continue-as-new
     state: CampaignState | None = None
 
@@ -184,7 +186,8 @@ class CampaignWorkflow:
         await workflow.start_child_workflow(
             ShardWorkflow.run,
             ShardInput(ref, self.input.plan, self.input.time_scale, parent_id=workflow.info().workflow_id,
-                       heartbeat_seconds=self.input.heartbeat_seconds, paused=paused),
+                       heartbeat_seconds=self.input.heartbeat_seconds, paused=paused,
+                       channel_queues=self.input.channel_queues),
             id=shard_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )

@@ -36,6 +36,9 @@ class ShardInput:
     heartbeat_seconds: int = 60
     #: started while the campaign is paused
     paused: bool = False
+    #: channel → task queue of the workers that send on it (TOUCHWAVE_CHANNEL_QUEUES);
+    #: a channel not named runs on the campaign's own queue
+    channel_queues: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class ShardWorkflow:
                 StepInput(self.input.shard, step.id, step.kind, step.offer or "", step.script or "", route,
                           round(step.window_seconds * self.input.time_scale) if step.window_seconds else None,
                           self.plan.timezone or "", step.when_limited),
+                task_queue=self.input.channel_queues.get(step.kind),
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(seconds=self.input.heartbeat_seconds),
                 retry_policy=STEP_RETRY,

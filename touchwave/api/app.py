@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -31,7 +32,9 @@ from touchwave.events.ingest import BATCH_LIMIT, ingest
 from touchwave.notify import EntryNotifier, ResponseNotifier
 from touchwave.policy import dnd
 from touchwave.responses import record_response
-from touchwave import offer_view, tokens
+from touchwave import console, metrics, offer_view, tokens
+from touchwave.config import Settings
+from touchwave.console.routes import ConsoleLinks
 from touchwave.api.auth import Credentials, authorise, bearer, roles_check
 from touchwave.api.lifecycle import INT32
 from touchwave.api.lifecycle import router as lifecycle_router
@@ -135,12 +138,14 @@ class _Temporal:
 def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                notifier: ResponseNotifier | None = None, temporal: Client | None = None,
                task_queue: str = "touchwave-campaigns",
-               connect: Callable[[], Awaitable[Client]] | None = None) -> FastAPI:
+               connect: Callable[[], Awaitable[Client]] | None = None,
+               temporal_ui: str | None = None) -> FastAPI:
     """The API; with a `notifier`, campaign workflows hear about answers in batches (its
     flush loop runs for the app's lifetime); with `temporal`, operators start, pause,
     resume and cancel campaigns through it; with `connect` instead, the app connects when
     it starts and notifies through that client. Every /v1 endpoint takes a bearer token
-    whose role may do what the endpoint does."""
+    whose role may do what the endpoint does. The console's pages are at `/`, linking to
+    the Temporal Web UI at `temporal_ui` (default TOUCHWAVE_TEMPORAL_UI)."""
     allow = roles_check(engine)
     link = _Temporal(temporal, notifier)
     readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="offer-view")
@@ -179,6 +184,14 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    scrape = metrics.registry_for_scrape(engine)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus's scrape: answers, offer-view latency, events, the order outbox (and,
+        in the embedded stack, the worker's contacts and steps: one process)."""
+        return Response(metrics.exposition(scrape), media_type=metrics.CONTENT_TYPE)
+
     @app.post("/v1/responses", response_model=ResponseOut)
     def post_response(body: ResponseIn, _=allow(Role.AGENT)) -> ResponseOut:
         """Accepted or declined ends the campaign for the customer in every channel at once;
@@ -189,6 +202,8 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                                          outbound=outbound, agent=body.agent, note=body.note)
         except NotTargeted as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        if completion.recorded:
+            metrics.RESPONSES.labels(body.channel.value, body.outcome.value).inc()
         if link.notifier and completion.recorded:
             link.notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
         return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
@@ -199,9 +214,12 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
                      credentials: Credentials = Depends(bearer)) -> Response:
         """What a passive channel shows this customer now: open offer windows of campaigns
         they have not completed, highest priority first. (Agents only.)"""
+        started = time.perf_counter()
         number = _msisdn(msisdn)
         shown = await asyncio.get_running_loop().run_in_executor(readers, _offers, credentials, number, channel)
-        return Response(_OFFERS.dump_json(shown), media_type="application/json")
+        body = _OFFERS.dump_json(shown)
+        metrics.OFFER_VIEW_SECONDS.labels(channel.value).observe(time.perf_counter() - started)
+        return Response(body, media_type="application/json")
 
     def _offers(credentials: Credentials, msisdn: str, channel: Channel) -> list[offer_view.Offer]:
         # read on every walk-in and call: the token and the offers on one connection, in
@@ -218,6 +236,10 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         schema and stored once per id; those matching a running trigger campaign enter
         their subscriber, whose first contact follows within a second."""
         result = ingest(engine, body.events)
+        for outcome, count in (("accepted", result.accepted), ("duplicate", result.duplicates),
+                               ("expired", result.expired), ("rejected", len(result.rejected))):
+            if count:
+                metrics.EVENTS.labels(outcome).inc(count)
         if link.entries:
             for campaign_id, count in result.entered.items():
                 link.entries.entered(campaign_id, count)
@@ -265,6 +287,9 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         return TokenOut(user=body.user, role=body.role, token=tokens.create(engine, body.user, body.role.value))
 
     app.include_router(lifecycle_router(engine, allow, lambda: link.client, task_queue))
+    settings = Settings.from_env()
+    console.mount(app, engine, lambda: link.client, task_queue,
+                  ConsoleLinks(temporal_ui or settings.temporal_ui, settings.temporal_namespace), settings.timezone)
     return app
 
 

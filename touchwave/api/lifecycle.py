@@ -4,10 +4,12 @@ and walk them through their lifecycle by role — the CLI and any console are cl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import datetime
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
@@ -62,6 +64,17 @@ class CampaignOut(BaseModel):
     progress: dict[str, Any] | None = None
 
 
+class CampaignRowOut(BaseModel):
+    id: int
+    name: str
+    template: str
+    template_version: int
+    status: str
+    business_line: str
+    created_by: str
+    updated_at: datetime
+
+
 class StepIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
@@ -113,6 +126,11 @@ def router(engine: Engine, allow, temporal: Callable[[], Client | None] = lambda
             raise HTTPException(404, str(exc)) from None
         return _out(made)
 
+    @api.get("/campaigns", response_model=list[CampaignRowOut])
+    def campaign_list(limit: int = Query(200, ge=1, le=1000), _=allow(*READERS)) -> list[CampaignRowOut]:
+        """The newest campaigns first."""
+        return [CampaignRowOut(**dataclasses.asdict(row)) for row in campaigns.listed(engine, limit)]
+
     @api.get("/campaigns/{campaign_id}", response_model=CampaignOut)
     def show(campaign_id: CampaignId, _=allow(*READERS)) -> CampaignOut:
         """The campaign with its live funnel: contacts per step by status and reason,
@@ -149,33 +167,51 @@ def router(engine: Engine, allow, temporal: Callable[[], Client | None] = lambda
     return api
 
 
+class TemporalUnavailable(UserError):
+    """The API has no link to Temporal, so it cannot start or signal a workflow."""
+
+
+async def take_step(engine: Engine, store: Store, campaign_id: int, action: str, actor: str, comment: str | None,
+                    temporal: Client | None, task_queue: str) -> lifecycle.Step:
+    """A lifecycle step by `actor`: the rules checked, the workflow told (start, pause,
+    resume, cancel of a live campaign), then the status and the audit row. The API and
+    the console both take steps through here."""
+    current = await asyncio.to_thread(lifecycle.check, engine, campaign_id, action, actor)
+    if action in ("start", "pause", "resume") or (action == "cancel" and current in _LIVE):
+        await _tell_workflow(store, campaign_id, action, temporal, task_queue)
+    return await asyncio.to_thread(lifecycle.take, engine, campaign_id, action, actor, comment)
+
+
 def _step_endpoint(api: APIRouter, engine: Engine, store: Store, action: str, allowed,
                    temporal: Callable[[], Client | None], task_queue: str) -> None:
     async def step(campaign_id: CampaignId, body: StepIn | None = None, who=allowed) -> StepOut:
         comment = body.comment if body else None
         try:
-            current = await asyncio.to_thread(lifecycle.check, engine, campaign_id, action, who.user)
-            if action in ("start", "pause", "resume") or (action == "cancel" and current in _LIVE):
-                await _tell_workflow(store, campaign_id, action, temporal(), task_queue)
-            taken = await asyncio.to_thread(lifecycle.take, engine, campaign_id, action, who.user, comment)
+            taken = await take_step(engine, store, campaign_id, action, who.user, comment, temporal(), task_queue)
         except lifecycle.CampaignNotFound as exc:
             raise HTTPException(404, str(exc)) from None
         except lifecycle.NotAllowedNow as exc:
             raise HTTPException(403 if "another approver" in str(exc) else 409, str(exc)) from None
+        except TemporalUnavailable as exc:
+            raise HTTPException(503, str(exc)) from None
         return StepOut(campaign_id=campaign_id, action=action, from_status=taken.from_status.value,
                        to_status=taken.to_status.value)
 
     step.__name__ = f"{action}_campaign"
-    step.__doc__ = {
-        "submit": "A configurer submits a draft for approval.",
-        "approve": "An approver approves a submitted campaign (never one they created).",
-        "reject": "An approver sends a submitted campaign back to draft (say why in the comment).",
-        "start": "An operator starts an approved campaign: its workflow begins.",
-        "pause": "An operator pauses a running campaign: every step stops between batches.",
-        "resume": "An operator resumes a paused campaign.",
-        "cancel": "An operator cancels a campaign: a running one withdraws every pending contact.",
-    }[action]
+    step.__doc__ = STEP_DOCS[action]
     api.post(f"/campaigns/{{campaign_id}}/{action}", response_model=StepOut)(step)
+
+
+#: what each step does, for the API's documentation and the console's buttons
+STEP_DOCS = {
+    "submit": "A configurer submits a draft for approval.",
+    "approve": "An approver approves a submitted campaign (never one they created).",
+    "reject": "An approver sends a submitted campaign back to draft (say why in the comment).",
+    "start": "An operator starts an approved campaign: its workflow begins.",
+    "pause": "An operator pauses a running campaign: every step stops between batches.",
+    "resume": "An operator resumes a paused campaign.",
+    "cancel": "An operator cancels a campaign: a running one withdraws every pending contact.",
+}
 
 
 _LIVE = frozenset({lifecycle.S.RUNNING, lifecycle.S.PAUSED})
@@ -188,7 +224,7 @@ async def _tell_workflow(store: Store, campaign_id: int, action: Action, tempora
     from workflows.campaign import CampaignWorkflow
 
     if temporal is None:
-        raise HTTPException(503, "this API is not connected to Temporal (TOUCHWAVE_TEMPORAL_ADDRESS)")
+        raise TemporalUnavailable("this API is not connected to Temporal (TOUCHWAVE_TEMPORAL_ADDRESS)")
     campaign = await asyncio.to_thread(campaigns.get, store, campaign_id)
     if action == "start":
         await start_campaign(temporal, campaign, task_queue)

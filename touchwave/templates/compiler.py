@@ -88,6 +88,11 @@ def read_template(path: str | Path) -> dict[str, Any]:
         raise TemplateInvalid([Problem("/", "is a folder, not a template file")], source) from None
     except UnicodeDecodeError as exc:
         raise TemplateInvalid([Problem("/", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")], source) from None
+    return parse_template(text, source)
+
+
+def parse_template(text: str, source: str | None = None) -> Any:
+    """A template's JSON text as a document; empty or malformed text is a `TemplateInvalid`."""
     if not text.strip():
         raise TemplateInvalid([Problem("/", "the file is empty")], source)
     try:

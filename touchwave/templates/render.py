@@ -9,22 +9,22 @@ import isodate
 from touchwave.templates.plan import Plan, Step
 
 
-def _iso(total: int | None) -> str:
+def iso_duration(total: int | None) -> str:
     return isodate.duration_isoformat(timedelta(seconds=total or 0))
 
 
 def _step_detail(step: Step) -> str:
     if step.kind == "wait":
-        return f"wait {_iso(step.wait_seconds)}"
+        return f"wait {iso_duration(step.wait_seconds)}"
     if step.kind == "split":
         return "split by outcome"
     if step.kind == "end":
         return "end"
     detail = f"offer {step.offer}, script {step.script}"
-    return detail + (f", window {_iso(step.window_seconds)}" if step.passive else "")
+    return detail + (f", window {iso_duration(step.window_seconds)}" if step.passive else "")
 
 
-def _branches_by_target(step: Step) -> dict[str, list[str]]:
+def branches_by_target(step: Step) -> dict[str, list[str]]:
     """A split's outcomes grouped by where they lead, in outcome order."""
     groups: dict[str, list[str]] = {}
     for branch in step.branches:
@@ -34,7 +34,7 @@ def _branches_by_target(step: Step) -> dict[str, list[str]]:
 
 def _targets(step: Step) -> str:
     if step.branches:
-        return "; ".join(f"{', '.join(outcomes)} → {target}" for target, outcomes in _branches_by_target(step).items())
+        return "; ".join(f"{', '.join(outcomes)} → {target}" for target, outcomes in branches_by_target(step).items())
     return f"→ {step.next}" if step.next else ""
 
 
@@ -44,7 +44,7 @@ def as_text(plan: Plan, version: int | None = None) -> str:
     lines = [
         head,
         f"  hash {plan.template_hash[:16]}  business line {plan.business_line}  priority {plan.priority}"
-        f"  duration {_iso(plan.duration_seconds)}  control group {plan.control_share:.0%}",
+        f"  duration {iso_duration(plan.duration_seconds)}  control group {plan.control_share:.0%}",
         f"  audience: {audience}",
         "  steps:",
     ]
@@ -67,17 +67,17 @@ def as_mermaid(plan: Plan) -> str:
     for step in plan.steps:
         title = _label(step.label or step.id)
         if step.kind == "wait":
-            lines.append(f'  {step.id}(["{title}<br/>wait {_iso(step.wait_seconds)}"])')
+            lines.append(f'  {step.id}(["{title}<br/>wait {iso_duration(step.wait_seconds)}"])')
         elif step.kind == "split":
             lines.append(f'  {step.id}{{"{title}"}}')
         elif step.kind == "end":
             lines.append(f'  {step.id}(("{title}"))')
         else:
-            extra = f"<br/>window {_iso(step.window_seconds)}" if step.passive else ""
+            extra = f"<br/>window {iso_duration(step.window_seconds)}" if step.passive else ""
             lines.append(f'  {step.id}["{title}<br/>{step.kind} · {step.offer}{extra}"]')
     for step in plan.steps:
         if step.branches:
-            for target, outcomes in _branches_by_target(step).items():
+            for target, outcomes in branches_by_target(step).items():
                 lines.append(f"  {step.id} -->|{', '.join(outcomes)}| {target}")
         elif step.next:
             lines.append(f"  {step.id} --> {step.next}")
