@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # pip warns about this machine's unused local indexes; keep the output readable
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: install test demo bench airflow clean
+.PHONY: install test browser demo demo-postgres bench airflow clean
 
 install: $(STAMP)
 
@@ -22,8 +22,20 @@ $(STAMP): pyproject.toml $(wildcard */__init__.py)
 	@$(PY) -m pip install --quiet -e '.[test]' 2>&1 | $(QUIET_PIP)
 	@touch $@
 
-test: install
+test: install browser
 	$(PY) -m pytest
+
+# the console's browser tests run Debian's Chromium (Playwright drives it; it never downloads
+# a browser); the CJK font draws the templates' Chinese labels in the screenshots
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@missing=$$(for p in $(BROWSER_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's $$missing for the console's browser tests ..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 demo: install
 	@echo "== every template in campaign_templates/ against the schema and the graph rules"

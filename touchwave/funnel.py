@@ -12,7 +12,8 @@ from touchwave.policy import capacity, channels
 from touchwave.templates.plan import Plan
 
 REACHED = ("sent", "delivered", "open")
-MEMBER_STATES = ("pending", "contacted", "considering", "accepted", "declined")
+#: members by state, as the funnel shows them (suppressed: held out as control, or stopped by policy)
+MEMBER_STATES = ("pending", "contacted", "considering", "accepted", "declined", "suppressed", "left")
 
 
 @dataclass(frozen=True)
