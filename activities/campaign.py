@@ -202,7 +202,7 @@ class CampaignActivities:
             with activity.shield_thread_cancel_exception():
                 result.claimed = contacts.claim(self.engine, shard, input.step_id, input.channel, input.route,
                                                 contacts.now() + window).claimed
-            metrics.contacted(input.channel, result.claimed, 0, passive=True)
+            metrics.contacted(input.shard.campaign_id, input.channel, result.claimed, 0, passive=True)
             return result
         adapter = None if window else self.adapters[input.channel]
         with activity.shield_thread_cancel_exception():
@@ -213,7 +213,7 @@ class CampaignActivities:
                                      rank_for_product=product)
             result.claimed = claimed.claimed
             result.reasons.update(claimed.suppressed)
-            metrics.suppressed(input.channel, claimed.suppressed)
+            metrics.suppressed(input.shard.campaign_id, input.channel, claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
             message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
         after = -1
@@ -237,13 +237,13 @@ class CampaignActivities:
                 after = batch[-1].subscriber_id
                 if adapter is None:
                     result.sent += len(batch)  # offers shown: windows opened
-                    metrics.contacted(input.channel, len(batch), 0, passive=True)
+                    metrics.contacted(input.shard.campaign_id, input.channel, len(batch), 0, passive=True)
                 else:
                     deliveries = adapter.send(batch, message)
                     contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
                     sent, failed = result.sent, result.failed
                     _count(result, deliveries)
-                    metrics.contacted(input.channel, result.sent - sent, result.failed - failed)
+                    metrics.contacted(input.shard.campaign_id, input.channel, result.sent - sent, result.failed - failed)
                 activity.heartbeat(result.sent + result.failed)
                 if last:
                     return result

@@ -42,18 +42,18 @@ def test_a_step_counts_its_contacts_suppressions_and_duration(store):
     everyone = members(store, campaign.id)
     quiet, dead = everyone[:3], set(everyone[3:5])
     dnd.add(store.engine, [dnd.entry(m, "global", "complaint") for m in quiet], "test")
-    before = {"sent": sample("touchwave_contacts_total", channel="sms", outcome="sent"),
-              "failed": sample("touchwave_contacts_total", channel="sms", outcome="failed"),
-              "dnd": sample("touchwave_suppressions_total", channel="sms", reason="dnd"),
+    before = {"sent": sample("touchwave_contacts_total", campaign=str(campaign.id), channel="sms", outcome="sent"),
+              "failed": sample("touchwave_contacts_total", campaign=str(campaign.id), channel="sms", outcome="failed"),
+              "dnd": sample("touchwave_suppressions_total", campaign=str(campaign.id), channel="sms", reason="dnd"),
               "steps": sample("touchwave_step_dispatch_seconds_count", channel="sms")}
     sim = Simulator(seed=3, customers=SILENT, reject_numbers=dead)
     step = CampaignActivities(store.engine, adapters(sim), batch_size=50)
     result = ActivityEnvironment().run(step.run_step, StepInput(
         ShardRef(campaign.id, 0, 0, 0, contacts.LAST_ID), "sms_broadcast", "sms", "RBT_DOWNLOAD", "RBT_SMS"))
     assert result.sent == len(everyone) - 5 and result.failed == 2
-    assert sample("touchwave_contacts_total", channel="sms", outcome="sent") - before["sent"] == result.sent
-    assert sample("touchwave_contacts_total", channel="sms", outcome="failed") - before["failed"] == result.failed
-    assert sample("touchwave_suppressions_total", channel="sms", reason="dnd") - before["dnd"] == 3
+    assert sample("touchwave_contacts_total", campaign=str(campaign.id), channel="sms", outcome="sent") - before["sent"] == result.sent
+    assert sample("touchwave_contacts_total", campaign=str(campaign.id), channel="sms", outcome="failed") - before["failed"] == result.failed
+    assert sample("touchwave_suppressions_total", campaign=str(campaign.id), channel="sms", reason="dnd") - before["dnd"] == 3
     assert sample("touchwave_step_dispatch_seconds_count", channel="sms") - before["steps"] == 1
 
 
@@ -63,7 +63,7 @@ def test_the_api_counts_answers_times_the_offer_view_and_reads_the_outbox(store)
     customer = members(store, campaign.id)[0]
     agent = api_client(store.engine, "agent")
     views = sample("touchwave_offer_view_seconds_count", channel="hall")
-    accepted = sample("touchwave_responses_total", channel="hall", outcome="accepted")
+    accepted = sample("touchwave_responses_total", campaign=str(campaign.id), channel="hall", outcome="accepted")
     assert agent.get(f"/v1/customers/{customer}/offers", params={"channel": "hall"}).status_code == 200
     answer = agent.post("/v1/responses", json={"campaign_id": campaign.id, "msisdn": customer, "outcome": "accepted",
                                                "channel": "hall"})
@@ -74,7 +74,8 @@ def test_the_api_counts_answers_times_the_offer_view_and_reads_the_outbox(store)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     samples = scraped(metrics.text)
     assert samples[("touchwave_offer_view_seconds_count", (("channel", "hall"),))] == views + 1
-    assert samples[("touchwave_responses_total", (("channel", "hall"), ("outcome", "accepted")))] == accepted + 1
+    assert samples[("touchwave_responses_total", (("campaign", str(campaign.id)), ("channel", "hall"),
+                                           ("outcome", "accepted")))] == accepted + 1
     # the "yes" became an order in the outbox, not yet sent to BOSS
     assert samples[("touchwave_order_outbox", (("status", "pending"),))] == 1
     assert samples[("touchwave_order_outbox", (("status", "delivered"),))] == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -795,6 +796,38 @@ def cmd_api(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """The channel simulator on its own (compose's `simulator` profile): SMS gateway, call
+    centre and BOSS on one port; its customers answer through touchwave's API at
+    TOUCHWAVE_API_URL with an agent token it creates in the store."""
+    import uvicorn
+
+    from channel_adapters.simulator import Simulator
+    from channel_adapters.simulator.app import create_app, play_customers
+
+    from touchwave import tokens
+
+    settings = Settings.from_env(args.database_url)
+    store = _store(args)
+    agents = tokens.create(store.engine, "simulated agents", "agent")
+    store.close()
+    sim = Simulator(seed=args.seed)
+
+    async def serve() -> None:
+        server = uvicorn.Server(uvicorn.Config(create_app(sim), host=args.host, port=args.port, log_level="warning"))
+        customers = asyncio.create_task(play_customers(sim, settings.api_url, agents))
+        try:
+            await server.serve()
+        finally:
+            customers.cancel()
+
+    _out(f"simulator on http://{args.host}:{args.port} (SMS gateway, call centre, BOSS); "
+         f"its customers answer through {settings.api_url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return EXIT_OK
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from touchwave.stack import Stack
 
@@ -1015,6 +1048,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_positive_int, default=8000)
     p.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    p = groups.add_parser("simulator", help="serve the channel simulator (SMS gateway, call centre, BOSS, customers)")
+    p.set_defaults(handler=cmd_simulator)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_positive_int, default=8100)
+    p.add_argument("--seed", type=int, default=7)
     p = groups.add_parser("dev", help="run the embedded stack: Temporal dev server + UI, worker, API, simulator")
     p.set_defaults(handler=cmd_dev)
     p = groups.add_parser("demo", help="run the ringback-tone campaign end to end on the embedded stack")

@@ -22,15 +22,17 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import Engine, text
 
-CONTACTS = Counter("touchwave_contacts", "Contacts handed to a channel, by channel and outcome "
-                   "(sent, failed; shown for a passive channel's offer windows)", ["channel", "outcome"])
-SUPPRESSIONS = Counter("touchwave_suppressions", "Members a step did not contact, by channel and reason "
-                       "(dnd, cap:<name>, arbitration, quiet hours…)", ["channel", "reason"])
+#: counted per campaign too: a dashboard follows one running campaign (campaigns number in
+#: the hundreds, not the millions: the label's cardinality stays small)
+CONTACTS = Counter("touchwave_contacts", "Contacts handed to a channel, by campaign, channel and outcome "
+                   "(sent, failed; shown for a passive channel's offer windows)", ["campaign", "channel", "outcome"])
+SUPPRESSIONS = Counter("touchwave_suppressions", "Members a step did not contact, by campaign, channel and "
+                       "reason (dnd, cap:<name>, arbitration…)", ["campaign", "channel", "reason"])
 STEP_SECONDS = Histogram("touchwave_step_dispatch_seconds", "How long one step activity ran on one shard, "
                          "by channel (its count is the dispatch rate)", ["channel"],
                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
-RESPONSES = Counter("touchwave_responses", "Customers' answers recorded, by channel and outcome",
-                    ["channel", "outcome"])
+RESPONSES = Counter("touchwave_responses", "Customers' answers recorded, by campaign, channel and outcome",
+                    ["campaign", "channel", "outcome"])
 OFFER_VIEW_SECONDS = Histogram("touchwave_offer_view_seconds", "Offer view requests, by passive channel",
                                ["channel"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 EVENTS = Counter("touchwave_events", "Customer events received, by result "
@@ -39,16 +41,16 @@ EVENTS = Counter("touchwave_events", "Customer events received, by result "
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def contacted(channel: str, sent: int, failed: int, passive: bool = False) -> None:
+def contacted(campaign_id: int, channel: str, sent: int, failed: int, passive: bool = False) -> None:
     if sent:
-        CONTACTS.labels(channel, "shown" if passive else "sent").inc(sent)
+        CONTACTS.labels(str(campaign_id), channel, "shown" if passive else "sent").inc(sent)
     if failed:
-        CONTACTS.labels(channel, "failed").inc(failed)
+        CONTACTS.labels(str(campaign_id), channel, "failed").inc(failed)
 
 
-def suppressed(channel: str, by_reason: Mapping[str, int]) -> None:
+def suppressed(campaign_id: int, channel: str, by_reason: Mapping[str, int]) -> None:
     for reason, count in by_reason.items():
-        SUPPRESSIONS.labels(channel, reason).inc(count)
+        SUPPRESSIONS.labels(str(campaign_id), channel, reason).inc(count)
 
 
 class OutboxDepth(Collector):

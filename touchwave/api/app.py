@@ -203,7 +203,7 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
         except NotTargeted as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         if completion.recorded:
-            metrics.RESPONSES.labels(body.channel.value, body.outcome.value).inc()
+            metrics.RESPONSES.labels(str(body.campaign_id), body.channel.value, body.outcome.value).inc()
         if link.notifier and completion.recorded:
             link.notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
         return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
