@@ -43,6 +43,14 @@ demo: install
 	@echo "== the seed-002 ringback-tone campaign on the embedded stack (Temporal dev server + UI, worker, API, simulator, SQLite)"
 	@$(TW) demo
 
+# the same demo on PostgreSQL (this machine's, or DEMO_POSTGRES_URL's), with Airflow standalone
+# beside the stack, its metadata on that server too: the compose stack's services, natively
+DEMO_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/touchwave_demo
+
+demo-postgres: install
+	@echo "== the demo on PostgreSQL ($(DEMO_POSTGRES_URL)) with Airflow standalone (metadata on PostgreSQL)"
+	@$(TW) demo --postgres $(DEMO_POSTGRES_URL) --airflow
+
 bench: install
 	$(PY) bench/load_subscribers.py
 	$(PY) bench/bulk_waves.py
@@ -56,6 +64,7 @@ bench: install
 # folder, running against the same touchwave store and Temporal as `touchwave dev`.
 AIRFLOW_ENV := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/var/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False AIRFLOW__API__PORT=$${AIRFLOW_PORT:-8080} \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$${AIRFLOW_PORT:-8080}/execution/ \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True TOUCHWAVE_VAR_DIR=$${TOUCHWAVE_VAR_DIR:-$(CURDIR)/var}
 
 airflow: install

@@ -113,6 +113,7 @@ def test_airflow_runs_the_dags_folder_on_the_stack_postgresql():
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/app/dags"
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+psycopg_async://")
     init = (DOCKER / "postgres-init.sql").read_text(encoding="utf-8")
     assert "CREATE DATABASE touchwave;" in init and "CREATE DATABASE airflow;" in init
 

@@ -848,7 +848,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from touchwave.demo import run_demo
 
-    asyncio.run(run_demo(Settings.from_env(args.database_url), args.subscribers, args.seconds_per_day))
+    asyncio.run(run_demo(Settings.from_env(args.database_url), args.subscribers, args.seconds_per_day,
+                         postgres=args.postgres, airflow=args.airflow))
     return EXIT_OK
 
 
@@ -1059,6 +1060,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_demo)
     p.add_argument("--subscribers", type=_positive_int, default=20_000)
     p.add_argument("--seconds-per-day", type=float, default=2.0)
+    p.add_argument("--postgres", metavar="URL", help="run on this PostgreSQL database instead of SQLite "
+                   "(its name must say demo: the demo drops and creates it)")
+    p.add_argument("--airflow", action="store_true", help="run Airflow standalone beside the stack, its metadata "
+                   "in <database>_airflow on the same server, and refit the CPC model through its DAG")
     return parser
 
 

@@ -4,6 +4,7 @@ with its waits shortened (one campaign day = a few seconds), printing the funnel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import time
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import httpx
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, text
+from sqlalchemy.engine import make_url
 
 from touchwave import campaigns, effect, tokens
 from touchwave.events import catalog as event_catalog
-from touchwave.config import TEMPLATES_DIR, Settings
+from touchwave.config import TEMPLATES_DIR, Settings, hide_password
+from touchwave.demo_airflow import AirflowStandalone, fresh_postgres_database
+from touchwave.errors import UserError
 from touchwave.stack import Stack
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
 from touchwave.segments.synthetic import load_population
@@ -45,15 +49,34 @@ async def _orders_delivered(store, seconds: float = 10.0) -> int:
         await asyncio.sleep(0.2)
 
 
-async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_day: float = 2.0) -> None:
-    database = settings.var_dir / "demo.db"
+async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_day: float = 2.0,
+                   postgres: str | None = None, airflow: bool = False) -> None:
+    """The demo on a fresh store: SQLite under var/, or the PostgreSQL database `postgres`
+    names (dropped and created again); with `airflow`, Airflow standalone runs beside the
+    stack, its metadata on the same PostgreSQL server, and refits the CPC model at the end."""
     temporal_db = settings.var_dir / "demo-temporal.db"
-    for leftover in (database, Path(f"{database}-wal"), Path(f"{database}-shm"), temporal_db):
-        leftover.unlink(missing_ok=True)
-    settings = dataclasses.replace(settings, database_url=f"sqlite:///{database}")
-    async with Stack(settings, temporal_db=temporal_db) as stack:
-        _say(f"embedded stack up: Temporal UI {stack.ui_url}, API {stack.api_url} (OpenAPI at /docs), "
-             f"simulator :{stack.ports.simulator}, store {database}")
+    temporal_db.unlink(missing_ok=True)
+    if postgres:
+        store_url = fresh_postgres_database(postgres)
+        where = hide_password(store_url)
+    else:
+        database = settings.var_dir / "demo.db"
+        for leftover in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            leftover.unlink(missing_ok=True)
+        store_url, where = f"sqlite:///{database}", str(database)
+    settings = dataclasses.replace(settings, database_url=store_url)
+    async with Stack(settings, temporal_db=temporal_db) as stack, contextlib.AsyncExitStack() as extras:
+        _say(f"embedded stack up: Temporal UI {stack.ui_url}, API {stack.api_url} (console at /, OpenAPI at /docs), "
+             f"simulator :{stack.ports.simulator}, store {where}")
+        scheduler = None
+        if airflow:
+            if not postgres:
+                raise UserError("--airflow runs Airflow's metadata on PostgreSQL: give --postgres too")
+            metadata = fresh_postgres_database(_sibling(postgres, "airflow"))
+            scheduler = await extras.enter_async_context(AirflowStandalone(
+                settings.var_dir / "demo-airflow", metadata, store_url, f"127.0.0.1:{stack.ports.temporal}", 8080))
+            _say(f"Airflow standalone up: UI {scheduler.url} (no sign-in), metadata on "
+                 f"{hide_password(metadata)}, DAGs from dags/")
         store = stack.store
         event_catalog.upsert(store.engine, event_catalog.read_catalog_file(TEMPLATES_DIR / "catalog" / "events.json"))
         with store.session.begin() as session:
@@ -106,7 +129,23 @@ async def run_demo(settings: Settings, subscribers: int = 20_000, seconds_per_da
              f"held out as the control group (control_share 5%), never contacted")
         _say("\n".join(effect.as_text(report).splitlines()[-3:]))
         await _event_triggered(stack, settings, seconds_per_day)
+        if scheduler is not None:
+            state = await scheduler.run_dag("touchwave_refresh_cpc")
+            with store.engine.connect() as conn:
+                fit = conn.execute(text("SELECT contacts, answers, acceptances FROM cpc_fits ORDER BY id DESC LIMIT 1")
+                                   ).first()
+            _say(f"\nAirflow ran touchwave_refresh_cpc: {state}" + (
+                f"; the CPC model is fitted on {fit.contacts:,} contacts, {fit.answers:,} answers, "
+                f"{fit.acceptances:,} acceptances (`touchwave cpc show`)" if fit else ""))
+            if state != "success":
+                raise UserError(f"the DAG run ended {state}; see {settings.var_dir / 'demo-airflow' / 'logs'}")
         _say(f"(the stack is shutting down; the Temporal history stays in {temporal_db})")
+
+
+def _sibling(url: str, suffix: str) -> str:
+    """The URL of the database beside `url`'s, named `<its name>_<suffix>`."""
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{suffix}").render_as_string(hide_password=False)
 
 
 async def _event_triggered(stack: Stack, settings: Settings, seconds_per_day: float, events: int = 400) -> None:
@@ -134,11 +173,11 @@ async def _event_triggered(stack: Stack, settings: Settings, seconds_per_day: fl
          "(use ≥ 80% of the plan, ARPU ≥ 30) and entered the campaign")
     await asyncio.sleep(max(3.0, 3 * seconds_per_day))  # past the 2-day wait: the calls are placed
     with store.engine.connect() as conn:
-        delays = sorted(conn.execute(text(
-            "SELECT (julianday(c.at) - julianday(e.received_at)) * 86400000 FROM contact_ledger c "
+        delays = sorted((sent - received).total_seconds() * 1000 for sent, received in conn.execute(text(
+            "SELECT c.at, e.received_at FROM contact_ledger c "
             "JOIN campaign_members m ON m.campaign_id = c.campaign_id AND m.subscriber_id = c.subscriber_id "
-            "JOIN events e ON e.id = m.event_id WHERE c.campaign_id = :c AND c.step_id = 'addon_sms'"),
-            {"c": campaign.id}).scalars())
+            "JOIN events e ON e.id = m.event_id WHERE c.campaign_id = :c AND c.step_id = 'addon_sms'"
+        ).columns(at=DateTime, received_at=DateTime), {"c": campaign.id}))
     if delays:
         _say(f"their add-on SMS: {len(delays)} claimed for the gateway, event → SMS median "
              f"{delays[len(delays) // 2]:.0f} ms, slowest {delays[-1]:.0f} ms; 10086 shows the offer for a week, "
