@@ -835,6 +835,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         async with Stack(Settings.from_env(args.database_url)) as stack:
             _out(f"touchwave dev: Temporal {stack.settings.temporal_address} (UI {stack.ui_url}), "
                  f"API {stack.api_url}, simulator :{stack.ports.simulator}, store {stack.settings.database_url}")
+            _out(f"console at {stack.api_url}/ — sign in with a token from "
+                 "`touchwave token create --role configurer --user you` (or approver, operator, analyst)")
             _out("Ctrl-C stops everything")
             await asyncio.Event().wait()
 
