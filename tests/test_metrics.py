@@ -6,7 +6,16 @@ run on workers of their own task queue."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
+
+import httpx
 
 import pytest
 from prometheus_client import REGISTRY
@@ -116,3 +125,61 @@ async def test_a_channel_with_its_own_queue_is_sent_by_its_own_workers(temporal,
     assert not campaign_sim.sms_sent
     assert {t.msisdn for t in campaign_sim.tasks.values()} == everyone and not sms_sim.tasks
     assert set(ledger(store, campaign.id)["sms_broadcast"].values()) == {"sent"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _scrape(url: str, seconds: float = 30.0) -> str:
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            try:
+                answer = await client.get(url)
+                if answer.status_code == 200 and answer.text:
+                    return answer.text
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
+
+
+async def test_a_worker_serves_its_metrics_and_the_temporal_sdk_metrics(temporal, tmp_path):
+    """`touchwave worker` with TOUCHWAVE_METRICS_PORT and TOUCHWAVE_SDK_METRICS_PORT, as
+    the compose stack runs it (here against the time-skipping server)."""
+    ours, sdk = _free_port(), _free_port()
+    env = {**os.environ, "TOUCHWAVE_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+           "TOUCHWAVE_TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
+           "TOUCHWAVE_TASK_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
+           "TOUCHWAVE_METRICS_PORT": str(ours), "TOUCHWAVE_SDK_METRICS_PORT": str(sdk)}
+    touchwave = str(Path(sys.executable).parent / "touchwave")
+    subprocess.run([touchwave, "db", "upgrade"], env=env, check=True, capture_output=True)
+    worker = subprocess.Popen([touchwave, "worker", "--no-orders"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        mine = await _scrape(f"http://127.0.0.1:{ours}/metrics")
+        theirs = await _scrape(f"http://127.0.0.1:{sdk}/metrics")
+        while "temporal_" not in theirs:  # the SDK reports once its pollers run
+            await asyncio.sleep(0.5)
+            theirs = await _scrape(f"http://127.0.0.1:{sdk}/metrics")
+    finally:
+        worker.terminate()
+        output = worker.communicate(timeout=30)[0]
+    assert "# TYPE touchwave_contacts_total counter" in mine and "touchwave_step_dispatch_seconds" in mine, output
+    assert re.search(r"^temporal_\w+", theirs, re.MULTILINE), theirs[:500]
+
+
+def test_several_api_processes_are_summed_in_one_scrape(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR (the compose API's uvicorn workers), what each
+    process counted is in every process's scrape."""
+    program = ("import sys; from touchwave import metrics; "
+               "metrics.RESPONSES.labels('7', 'hall', 'accepted').inc(int(sys.argv[1])); "
+               "sys.stdout.write(metrics.exposition(metrics.registry_for_scrape()).decode())")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", program, "2"], env=env, check=True, capture_output=True)
+    last = subprocess.run([sys.executable, "-c", program, "3"], env=env, check=True, capture_output=True, text=True)
+    assert scraped(last.stdout)[("touchwave_responses_total",
+                                 (("campaign", "7"), ("channel", "hall"), ("outcome", "accepted")))] == 5
