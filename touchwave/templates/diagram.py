@@ -14,7 +14,7 @@ from html import escape
 from touchwave.templates.plan import Plan, Step
 from touchwave.templates.render import branches_by_target, iso_duration
 
-BOX_W, BOX_H = 190, 58
+BOX_W, BOX_H = 220, 58
 GAP_X, GAP_Y = 36, 62
 MARGIN = 20
 FILL = {"sms": "#dbeafe", "outbound": "#fde68a", "app": "#e9d5ff", "hall": "#bbf7d0", "hotline": "#bbf7d0",
