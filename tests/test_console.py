@@ -150,4 +150,6 @@ def test_the_funnel_fragment_counts_the_members(console, store):
     assert members > 0 and states["pending"] + states["suppressed"] == members and states["suppressed"] > 0
     assert re.findall(r'<tr data-step="(\w+)">', fragment.text) == ["sms_broadcast", "hall_window", "hotline_window",
                                                                      "outbound_call"]
-    assert console.get("/campaigns/999/funnel").status_code == 404
+    missing = console.get("/campaigns/999/funnel")
+    assert missing.status_code == 404 and "no campaign 999" in missing.text and "<h1>Not found</h1>" in missing.text
+    assert console.get("/templates/no-such-template").status_code == 404

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -55,15 +55,25 @@ class _SignIn(Exception):
     """No live token in the cookie: the page sends the browser to sign in."""
 
 
+class _NotFound(Exception):
+    """No such template or campaign: a page that says so (404), not an API error body."""
+
+
 def mount(app: FastAPI, engine: Engine, temporal: Callable[[], Client | None], task_queue: str,
           links: ConsoleLinks, timezone: str) -> None:
     """Add the console's pages at `/` and its assets at `/console-static`."""
     app.mount("/console-static", StaticFiles(directory=HERE / "static"), name="console_static")
     app.include_router(_router(engine, temporal, task_queue, links, timezone))
 
+    pages = Jinja2Templates(directory=HERE / "templates")
+
     @app.exception_handler(_SignIn)
     async def sign_in_first(_request: Request, _exc: _SignIn) -> Response:
         return RedirectResponse("/", status_code=303)
+
+    @app.exception_handler(_NotFound)
+    async def not_found(request: Request, exc: _NotFound) -> Response:
+        return pages.TemplateResponse(request, "notfound.html", {"who": None, "error": str(exc)}, status_code=404)
 
 
 def _router(engine: Engine, temporal: Callable[[], Client | None], task_queue: str, links: ConsoleLinks,
@@ -171,7 +181,7 @@ def _router(engine: Engine, temporal: Callable[[], Client | None], task_queue: s
             with store.session() as session:
                 stored = get_template(session, name, version)
         except UserError as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise _NotFound(str(exc)) from None
         return page(request, "template.html", who, section="templates", version=stored, plan=stored.plan,
                     svg=Markup(as_svg(stored.plan)), text=as_text(stored.plan, stored.version),
                     may_configure=who.may(Role.CONFIGURER))
@@ -199,7 +209,7 @@ def _router(engine: Engine, temporal: Callable[[], Client | None], task_queue: s
         try:
             return campaigns.get(store, campaign_id)
         except UserError as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise _NotFound(str(exc)) from None
 
     def funnel_context(info: campaigns.CampaignInfo) -> dict[str, Any]:
         return {"funnel": funnel.funnel(engine, info.id, info.plan, timezone), "member_states": funnel.MEMBER_STATES,
@@ -230,7 +240,7 @@ def _router(engine: Engine, temporal: Callable[[], Client | None], task_queue: s
             taken = await take_step(engine, store, campaign_id, action, who.user, comment.strip() or None, temporal(),
                                     task_queue)
         except lifecycle.CampaignNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise _NotFound(str(exc)) from None
         except (lifecycle.NotAllowedNow, TemporalUnavailable) as exc:
             return _redirect(here, error=str(exc))
         return _redirect(here, message=f"Campaign {campaign_id}: {taken.from_status.value} → {taken.to_status.value}.")
