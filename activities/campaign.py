@@ -124,7 +124,9 @@ class JourneyPass:
     next_due_at: float | None = None
 
 
-def _count(result: StepResult, deliveries: list[Delivery]) -> None:
+def _count(result: StepResult, deliveries: list[Delivery]) -> tuple[int, int]:
+    """Add the batch's deliveries to the step's result; the batch's (sent, failed)."""
+    sent, failed = result.sent, result.failed
     for delivery in deliveries:
         if delivery.status == ContactStatus.FAILED:
             reason = delivery.reason or "failed"
@@ -132,6 +134,7 @@ def _count(result: StepResult, deliveries: list[Delivery]) -> None:
             result.reasons[reason] = result.reasons.get(reason, 0) + 1
         else:
             result.sent += 1
+    return result.sent - sent, result.failed - failed
 
 
 def step_clock() -> Callable[[], datetime]:
@@ -241,9 +244,7 @@ class CampaignActivities:
                 else:
                     deliveries = adapter.send(batch, message)
                     contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
-                    sent, failed = result.sent, result.failed
-                    _count(result, deliveries)
-                    metrics.contacted(input.shard.campaign_id, input.channel, result.sent - sent, result.failed - failed)
+                    metrics.contacted(input.shard.campaign_id, input.channel, *_count(result, deliveries))
                 activity.heartbeat(result.sent + result.failed)
                 if last:
                     return result

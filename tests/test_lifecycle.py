@@ -125,3 +125,16 @@ def test_a_malformed_step_body_is_a_422(store, body):
     campaign = seed(store)
     answer = api_client(store.engine, "configurer").post(f"/v1/campaigns/{campaign.id}/submit", json=body)
     assert answer.status_code == 422
+
+
+def test_the_campaign_list_shows_the_newest_first_with_status(store):
+    first, second = seed(store), campaigns.create(store, "ringback-tone-download", created_by="carla")
+    analyst = api_client(store.engine, "analyst")
+    listed = analyst.get("/v1/campaigns")
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()
+    assert [r["id"] for r in rows] == [second.id, first.id]
+    assert rows[0]["status"] == "draft" and rows[0]["created_by"] == "carla"
+    assert rows[0]["template"] == "ringback-tone-download" and rows[0]["template_version"] == 1
+    assert [r["id"] for r in analyst.get("/v1/campaigns", params={"limit": 1}).json()] == [second.id]
+    assert api_client(store.engine, "agent").get("/v1/campaigns").status_code == 403

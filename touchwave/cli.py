@@ -512,7 +512,7 @@ async def _temporal(settings: Settings, runtime=None):
 
     try:
         return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                    **({"runtime": runtime} if runtime else {}))
+                                    runtime=runtime)
     except RuntimeError as exc:
         raise UserError(f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
                         "is `touchwave dev` running, or TOUCHWAVE_TEMPORAL_ADDRESS set?") from None

@@ -5,8 +5,8 @@ suppressions and step dispatch; the API counts answers and times the offer view.
 order outbox's depth is read from the store when Prometheus scrapes the API, so every
 API process reports the same number and none keeps a copy that goes stale.
 
-The API serves `/metrics`; a worker started with `--metrics-port` serves its own, and
-Temporal's SDK metrics on `--sdk-metrics-port`. An API running several uvicorn workers
+The API serves `/metrics`; a worker with TOUCHWAVE_METRICS_PORT serves its own, and
+Temporal's SDK metrics on TOUCHWAVE_SDK_METRICS_PORT. An API running several uvicorn workers
 needs `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's own variable) so that one scrape
 sums every process.
 """
@@ -74,11 +74,10 @@ class OutboxDepth(Collector):
 def registry_for_scrape(engine: Engine | None = None) -> CollectorRegistry:
     """What one scrape reports: this process (or, with PROMETHEUS_MULTIPROC_DIR, every
     process of the API), plus the outbox when the store is given."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
-        registry = CollectorRegistry()
         registry.register(_Process())
     if engine is not None:
         registry.register(OutboxDepth(engine))

@@ -21,14 +21,7 @@ TASK_QUEUE = "touchwave-campaigns"
 def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter],
                  task_queue: str = TASK_QUEUE, batch_size: int = 1000, threads: int = 8) -> Worker:
     activities = CampaignActivities(engine, adapters, batch_size=batch_size)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[CampaignWorkflow, ShardWorkflow, TriggerWorkflow],
-        activities=activities.all,
-        activity_executor=ThreadPoolExecutor(threads),
-        max_concurrent_activities=threads,
-    )
+    return _worker(client, task_queue, threads, [CampaignWorkflow, ShardWorkflow, TriggerWorkflow], activities.all)
 
 
 def build_channel_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter], task_queue: str,
@@ -37,11 +30,9 @@ def build_channel_worker(client: Client, engine: Engine, adapters: Mapping[str, 
     workflows route to `task_queue` (TOUCHWAVE_CHANNEL_QUEUES), so a gateway with a rate
     limit of its own gets as many (or as few) senders as it can take."""
     activities = CampaignActivities(engine, adapters, batch_size=batch_size)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        activities=[activities.run_step],
-        activity_executor=ThreadPoolExecutor(threads),
-        max_concurrent_activities=threads,
-    )
+    return _worker(client, task_queue, threads, [], [activities.run_step])
 
+
+def _worker(client: Client, task_queue: str, threads: int, workflows: list, activities: list) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=workflows, activities=activities,
+                  activity_executor=ThreadPoolExecutor(threads), max_concurrent_activities=threads)

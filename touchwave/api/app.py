@@ -204,8 +204,8 @@ def create_app(engine: Engine, outbound: OutboundAdapter | None = None,
             raise HTTPException(status_code=409, detail=str(exc)) from None
         if completion.recorded:
             metrics.RESPONSES.labels(str(body.campaign_id), body.channel.value, body.outcome.value).inc()
-        if link.notifier and completion.recorded:
-            link.notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
+            if link.notifier:
+                link.notifier.add(body.campaign_id, body.channel.value, body.outcome.value)
         return ResponseOut(campaign_id=body.campaign_id, outcome=body.outcome, recorded=completion.recorded,
                            withdrawn_calls=len(completion.queued_calls))
 

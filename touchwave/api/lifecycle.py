@@ -4,8 +4,6 @@ and walk them through their lifecycle by role — the CLI and any console are cl
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from datetime import datetime
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -64,17 +62,6 @@ class CampaignOut(BaseModel):
     progress: dict[str, Any] | None = None
 
 
-class CampaignRowOut(BaseModel):
-    id: int
-    name: str
-    template: str
-    template_version: int
-    status: str
-    business_line: str
-    created_by: str
-    updated_at: datetime
-
-
 class StepIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
@@ -126,10 +113,10 @@ def router(engine: Engine, allow, temporal: Callable[[], Client | None] = lambda
             raise HTTPException(404, str(exc)) from None
         return _out(made)
 
-    @api.get("/campaigns", response_model=list[CampaignRowOut])
-    def campaign_list(limit: int = Query(200, ge=1, le=1000), _=allow(*READERS)) -> list[CampaignRowOut]:
+    @api.get("/campaigns", response_model=list[campaigns.CampaignRow])
+    def campaign_list(limit: int = Query(200, ge=1, le=1000), _=allow(*READERS)) -> list[campaigns.CampaignRow]:
         """The newest campaigns first."""
-        return [CampaignRowOut(**dataclasses.asdict(row)) for row in campaigns.listed(engine, limit)]
+        return campaigns.listed(engine, limit)
 
     @api.get("/campaigns/{campaign_id}", response_model=CampaignOut)
     def show(campaign_id: CampaignId, _=allow(*READERS)) -> CampaignOut:

@@ -62,10 +62,9 @@ class _NotFound(Exception):
 def mount(app: FastAPI, engine: Engine, temporal: Callable[[], Client | None], task_queue: str,
           links: ConsoleLinks, timezone: str) -> None:
     """Add the console's pages at `/` and its assets at `/console-static`."""
-    app.mount("/console-static", StaticFiles(directory=HERE / "static"), name="console_static")
-    app.include_router(_router(engine, temporal, task_queue, links, timezone))
-
     pages = Jinja2Templates(directory=HERE / "templates")
+    app.mount("/console-static", StaticFiles(directory=HERE / "static"), name="console_static")
+    app.include_router(_router(pages, engine, temporal, task_queue, links, timezone))
 
     @app.exception_handler(_SignIn)
     async def sign_in_first(_request: Request, _exc: _SignIn) -> Response:
@@ -76,9 +75,8 @@ def mount(app: FastAPI, engine: Engine, temporal: Callable[[], Client | None], t
         return pages.TemplateResponse(request, "notfound.html", {"who": None, "error": str(exc)}, status_code=404)
 
 
-def _router(engine: Engine, temporal: Callable[[], Client | None], task_queue: str, links: ConsoleLinks,
-            timezone: str) -> APIRouter:
-    pages = Jinja2Templates(directory=HERE / "templates")
+def _router(pages: Jinja2Templates, engine: Engine, temporal: Callable[[], Client | None], task_queue: str,
+            links: ConsoleLinks, timezone: str) -> APIRouter:
     store = Store(engine, session_factory(engine))
     ui = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 

@@ -33,6 +33,7 @@ from touchwave.errors import UserError
 from touchwave.events.catalog import EventKind
 from touchwave.events.conditions import compile_conditions
 from touchwave.templates.problems import Problem, TemplateInvalid, pointer
+from touchwave.templates.render import iso_duration
 from touchwave.templates.schema import schema_problems
 
 COMPLETING_OUTCOMES = ("accepted", "declined")
@@ -111,10 +112,6 @@ def seconds(duration: str) -> int | None:
     except (isodate.ISO8601Error, ValueError, TypeError):
         return None
     return int(value.total_seconds()) if isinstance(value, timedelta) else None
-
-
-def _iso(total: int) -> str:
-    return isodate.duration_isoformat(timedelta(seconds=total))
 
 
 def compile_template(document: Any, catalog: Catalog | None = None, source: str | None = None) -> Plan:
@@ -412,7 +409,7 @@ class _Graph:
                 self.problems.append(
                     Problem(
                         self.at(node_id, "wait"),
-                        f"after this wait members can be {_iso(end)} into the campaign, "
+                        f"after this wait members can be {iso_duration(end)} into the campaign, "
                         f"past its duration {raw}",
                     )
                 )
@@ -422,7 +419,7 @@ class _Graph:
                     self.problems.append(
                         Problem(
                             self.at(node_id, "window"),
-                            f"this {self.kind(node_id)} window can close {_iso(closes)} into the campaign, "
+                            f"this {self.kind(node_id)} window can close {iso_duration(closes)} into the campaign, "
                             f"past its duration {raw}",
                         )
                     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 from touchwave.templates.plan import Plan, Step
-from touchwave.templates.render import branches_by_target, iso_duration
+from touchwave.templates.render import edges, iso_duration
 
 BOX_W, BOX_H = 220, 58
 GAP_X, GAP_Y = 36, 62
@@ -28,17 +28,10 @@ class _Placed:
     y: float
 
 
-def _edges(step: Step) -> list[tuple[str, str]]:
-    """(target, label) of the step's outgoing edges."""
-    if step.branches:
-        return [(target, ", ".join(outcomes)) for target, outcomes in branches_by_target(step).items()]
-    return [(step.next, "")] if step.next else []
-
-
 def _rows(plan: Plan) -> list[list[Step]]:
     depth = {plan.entry: 0}
     for step in plan.steps:  # the plan's steps come in topological order
-        for target, _ in _edges(step):
+        for target, _ in edges(step):
             if step.id in depth:
                 depth[target] = max(depth.get(target, 0), depth[step.id] + 1)
     rows: list[list[Step]] = []
@@ -100,7 +93,7 @@ def as_svg(plan: Plan) -> str:
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#475569"/></marker></defs>']
     for source in placed.values():
-        for target_id, label in _edges(source.step):
+        for target_id, label in edges(source.step):
             target = placed[target_id]
             x1, y1 = source.x + BOX_W / 2, source.y + BOX_H + (6 if source.step.kind == "split" else 0)
             x2, y2 = target.x + BOX_W / 2, target.y - (6 if target.step.kind == "split" else 0)

@@ -32,6 +32,13 @@ def branches_by_target(step: Step) -> dict[str, list[str]]:
     return groups
 
 
+def edges(step: Step) -> list[tuple[str, str]]:
+    """(target, label) of the step's outgoing edges: a split's outcomes grouped by target."""
+    if step.branches:
+        return [(target, ", ".join(outcomes)) for target, outcomes in branches_by_target(step).items()]
+    return [(step.next, "")] if step.next else []
+
+
 def _targets(step: Step) -> str:
     if step.branches:
         return "; ".join(f"{', '.join(outcomes)} → {target}" for target, outcomes in branches_by_target(step).items())
@@ -76,9 +83,6 @@ def as_mermaid(plan: Plan) -> str:
             extra = f"<br/>window {iso_duration(step.window_seconds)}" if step.passive else ""
             lines.append(f'  {step.id}["{title}<br/>{step.kind} · {step.offer}{extra}"]')
     for step in plan.steps:
-        if step.branches:
-            for target, outcomes in branches_by_target(step).items():
-                lines.append(f"  {step.id} -->|{', '.join(outcomes)}| {target}")
-        elif step.next:
-            lines.append(f"  {step.id} --> {step.next}")
+        for target, label in edges(step):
+            lines.append(f"  {step.id} -->|{label}| {target}" if label else f"  {step.id} --> {target}")
     return "\n".join(lines)
