@@ -83,6 +83,16 @@ class StepResult:
     waiting_for: str | None = None
     resume_at: float | None = None
 
+    def add(self, other: StepResult) -> None:
+        """Count what another shard or pass did at this step in; the latest report says
+        whether the step waits for the channel's rules."""
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.failed += other.failed
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+        self.waiting_for, self.resume_at = other.waiting_for, other.resume_at
+
     def wait(self, reason: str, until: datetime) -> StepResult:
         self.waiting_for, self.resume_at = reason, until.timestamp()
         return self
@@ -108,20 +118,38 @@ class StatusInput:
 
 @dataclass
 class JourneyInput:
-    """One pass over a trigger campaign's members who are due."""
+    """A trigger campaign's members served for a while: pass after pass over whoever is due."""
 
     campaign_id: int
     plan: dict
     #: demo runs shrink the plan's waits and windows by this factor
     time_scale: float = 1.0
+    #: passes start at most this often: entries arriving meanwhile join the next one
+    pass_spacing_seconds: float = 0.2
+    #: with nobody due, the store is looked at this often for new entries
+    poll_seconds: float = 0.05
+    #: nobody due for this long: the activity ends and the workflow waits for news
+    #: (0: one pass, then end as soon as nobody is due now)
+    idle_seconds: float = 2.0
+    #: no pass starts after this long; the workflow then counts the results
+    serve_seconds: float = 10.0
 
 
 @dataclass
 class JourneyPass:
-    #: the channel steps this pass ran, each on the members who were due there
+    #: what the channel steps did in the passes served, one result per step
     steps: list[StepResult] = field(default_factory=list)
-    #: when the next member is due (UTC epoch seconds; None: nobody is on their way)
+    #: when the next member is due (UTC epoch seconds; None: nobody is on their way, or
+    #: the campaign is not running)
     next_due_at: float | None = None
+
+    def add(self, result: StepResult) -> None:
+        """Count a pass's result at a step in with the earlier passes'."""
+        step = next((s for s in self.steps if s.step_id == result.step_id), None)
+        if step is None:
+            self.steps.append(result)
+        else:
+            step.add(result)
 
 
 def _count(result: StepResult, deliveries: list[Delivery]) -> tuple[int, int]:
@@ -258,14 +286,14 @@ class CampaignActivities:
             return conn.scalar(select(Script.text).where(Script.code == code)) or ""
 
     @activity.defn
-    def advance_journeys(self, input: JourneyInput) -> JourneyPass:
-        """A trigger campaign's pass: node by node in flowchart order, the members due
-        there are put in hand and worked on as a shard (a channel step claims and sends
-        exactly as in a bulk wave: idempotent, under contact policy), then move on to
-        the next node, due after the waits in between. A member can go from entry to
-        first contact within one pass."""
+    def serve_journeys(self, input: JourneyInput) -> JourneyPass:
+        """A trigger campaign's members, served for up to `serve_seconds`: a pass whenever
+        someone is due (a new entry, a wait that is over), at most one per
+        `pass_spacing_seconds`, the store polled in between. Passes cost no Temporal round
+        trip, so an event's first contact follows within a spacing and a pass. Ends
+        early when nobody was due for `idle_seconds`, when the campaign is not running
+        in the store (paused, cancelled), or when cancelled (the worker stopping)."""
         plan = Plan.from_dict(input.plan)
-        campaign_id = input.campaign_id
         step_clock = self.clock()
 
         def clock() -> datetime:
@@ -274,8 +302,38 @@ class CampaignActivities:
             return max(step_clock(), datetime.now(UTC))
 
         done = JourneyPass()
+        began = last_work = time.monotonic()
+        while True:
+            with activity.shield_thread_cancel_exception():
+                due_now = journeys.due_nodes(self.engine, input.campaign_id, clock())
+            if due_now is None:
+                return done  # not running: next_due_at stays None, the workflow waits for news
+            if due_now:
+                passed = time.monotonic()
+                for result in self._journey_pass(plan, input, due_now, clock):
+                    done.add(result)
+                last_work = time.monotonic()
+                pause = input.pass_spacing_seconds - (last_work - passed)
+            else:
+                pause = input.poll_seconds
+            now = time.monotonic()
+            if (now - began >= input.serve_seconds or now - last_work >= input.idle_seconds
+                    or activity.is_cancelled() or activity.is_worker_shutdown()):
+                break
+            activity.heartbeat()
+            activity.wait_for_cancelled_sync(max(pause, 0.0))
         with activity.shield_thread_cancel_exception():
-            due_now = journeys.due_nodes(self.engine, campaign_id, clock())
+            due = journeys.next_due(self.engine, input.campaign_id)
+        done.next_due_at = due.timestamp() if due else None
+        return done
+
+    def _journey_pass(self, plan: Plan, input: JourneyInput, due_now: set[str],
+                      clock: Callable[[], datetime]) -> list[StepResult]:
+        """One pass, node by node in flowchart order: the members due there are put in hand
+        and worked on as a shard (a channel step claims and sends exactly as in a bulk
+        wave: idempotent, under contact policy), then move on to the next node, due after
+        the waits in between. A member can go from entry to first contact within one pass."""
+        campaign_id, results = input.campaign_id, []
         for step in plan.steps:
             if step.id not in due_now:
                 continue
@@ -291,17 +349,14 @@ class CampaignActivities:
                     ShardRef(campaign_id, journeys.IN_HAND, 0, 0, contacts.LAST_ID, in_hand=True), step.id,
                     step.kind, step.offer or "", step.script or "", None, window, plan.timezone or "",
                     step.when_limited))
-                done.steps.append(ran)
+                results.append(ran)
                 resume_at = datetime.fromtimestamp(ran.resume_at, UTC) if ran.resume_at is not None else None
             with activity.shield_thread_cancel_exception():
                 reached = journeys.move_on(self.engine, plan, campaign_id, step.id, clock(), input.time_scale,
                                            resume_at)
             if reached:
                 due_now.add(reached)
-        with activity.shield_thread_cancel_exception():
-            due = journeys.next_due(self.engine, campaign_id)
-        done.next_due_at = due.timestamp() if due else None
-        return done
+        return results
 
     @activity.defn
     def route_split(self, input: SplitInput) -> None:
@@ -327,8 +382,8 @@ class CampaignActivities:
 
     @property
     def all(self) -> list:
-        """Every activity, for the worker."""
+        """Every activity but `serve_journeys` (it runs on a queue of its own), for the worker."""
         return [self.open_cohort, self.set_status, self.run_step, self.route_split, self.active_members,
-                self.withdraw_campaign, self.advance_journeys]
+                self.withdraw_campaign]
 
 

@@ -15,12 +15,16 @@ from touchwave.events.ingest import ingest
 from touchwave.policy import dnd
 from touchwave.responses import record_response
 from touchwave.store.models import Outcome
-from touchwave.temporal import start_campaign
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from touchwave.temporal import register_search_attributes, start_campaign
 from touchwave.worker import build_worker
 from workflows.trigger import TriggerWorkflow
 
 from .test_events import event, trigger_campaign
 from .test_waves import adapters, ledger, sim, until  # noqa: F401 (fixture)
+from .test_worker_crash import dev_server  # noqa: F401 (fixture)
 
 USAGE = {"percent": 85, "plan_quota_mb": 20480}
 
@@ -39,7 +43,7 @@ class TriggerRun:
         await self.worker.__aenter__()
         self.handle = await start_campaign(self.temporal.client, self.campaign, self.queue,
                                            workflow_id=f"{self.campaign.workflow_id}-{uuid.uuid4().hex[:6]}",
-                                           look_every_seconds=86_400)
+                                           look_every_seconds=86_400, idle_seconds=0)
         return self
 
     async def events(self, batch: list[dict]):
@@ -127,3 +131,51 @@ async def test_an_event_storm_is_absorbed_with_nothing_lost(temporal, store, sim
         assert sum(sum(r.entered.values()) for r in results) == len(matching)
         await until(sent(store, campaign.id, "addon_sms", matching), seconds=60)
     assert sim.sms_sent == dict.fromkeys(matching, 1)
+
+
+async def servings(handle) -> int:
+    """How many times the workflow scheduled its serving activity."""
+    return len([e async for e in handle.fetch_history_events()
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name == "serve_journeys"])
+
+
+async def test_on_the_real_server_one_serving_answers_a_stream_of_events_and_stops_for_pause_and_cancel(
+        store, sim, dev_server):
+    campaign, admitted = trigger_campaign(store, "data_usage_addon.json", subscribers=600)
+    client = await Client.connect(dev_server)
+    await register_search_attributes(client)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, store.engine, adapters(sim), task_queue=queue, batch_size=50):
+        handle = await start_campaign(client, campaign, queue, look_every_seconds=86_400, idle_seconds=60)
+        await until(lambda: campaigns.get(store, campaign.id).status == "running")
+        stream = admitted[:20]
+        for n in stream:  # an event every 50 ms, each told to the workflow as the API's notifier does
+            if ingest(store.engine, [event("data_usage_threshold", n, USAGE)]).entered:
+                await handle.signal(TriggerWorkflow.entries_added, {"entered": 1})
+            await asyncio.sleep(0.05)
+        await until(sent(store, campaign.id, "addon_sms", stream))
+        # one activity served the whole stream, pass after pass: no Temporal round trip per pass
+        assert await servings(handle) <= 2
+
+        await handle.signal(TriggerWorkflow.pause)
+        await until(lambda: campaigns.get(store, campaign.id).status == "paused")
+        # serving ends at its next look at the store, long before its idle time runs out
+        pending = None
+        for _ in range(100):
+            pending = (await handle.describe()).raw_description.pending_activities
+            if not pending:
+                break
+            await asyncio.sleep(0.05)
+        assert not pending
+        await handle.signal(TriggerWorkflow.resume)
+        await until(lambda: campaigns.get(store, campaign.id).status == "running")
+        late = admitted[20]
+        assert ingest(store.engine, [event("data_usage_threshold", late, USAGE)]).entered
+        await handle.signal(TriggerWorkflow.entries_added, {"entered": 1})
+        await until(sent(store, campaign.id, "addon_sms", [late]))
+
+        await handle.signal(TriggerWorkflow.cancel)
+        progress = await asyncio.wait_for(handle.result(), 10)
+    assert progress.status == "cancelled" and progress.steps["addon_sms"].sent == 21
+    assert sim.sms_sent == dict.fromkeys([*stream, late], 1)

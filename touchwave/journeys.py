@@ -48,10 +48,13 @@ def landing(plan: Plan, node_id: str | None, now: datetime, time_scale: float = 
     return None, None
 
 
-def due_nodes(engine: Engine, campaign_id: int, now: datetime) -> set[str]:
-    """The nodes someone is due at (a read: a pass with nothing to do writes nothing);
+def due_nodes(engine: Engine, campaign_id: int, now: datetime) -> set[str] | None:
+    """The nodes someone is due at (a read: a pass with nothing to do writes nothing), or
+    None when the campaign is not running (paused or cancelled: nobody is worked on);
     members a crashed pass left in hand are put back first."""
     with engine.connect() as conn:
+        if conn.execute(text("SELECT status FROM campaigns WHERE id = :c"), {"c": campaign_id}).scalar() != "running":
+            return None
         nodes = set(conn.execute(text(
             "SELECT DISTINCT at_node FROM campaign_members WHERE campaign_id = :c AND due_at IS NOT NULL "
             "AND due_at <= :now").bindparams(*utc_binds("now")), {"c": campaign_id, "now": now}).scalars())

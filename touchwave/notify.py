@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -26,29 +27,39 @@ class ResponseNotifier:
     #: the campaign workflow's signal that takes the counts
     signal = "responses_recorded"
 
+    #: a campaign told less than this long ago is told again only after it (0: every flush)
+    min_gap_seconds: float = 0.0
+
     def __init__(self, client: Client, every_seconds: float = 1.0,
                  workflow_of: Callable[[int], str] = workflow_id) -> None:
         self.client = client
         self.every_seconds = every_seconds
         self.workflow_of = workflow_of
         self._pending: dict[int, Counter[str]] = {}
+        self._told: dict[int, float] = {}  # campaign → when it was last told (monotonic)
         self._lock = threading.Lock()  # answers are added from the API's worker threads
 
     def add(self, campaign_id: int, channel: str, outcome: str) -> None:
         with self._lock:
             self._pending.setdefault(campaign_id, Counter())[f"{channel}:{outcome}"] += 1
 
-    async def flush(self) -> int:
-        """Signal every campaign with answers since the last flush; returns how many were told.
+    async def flush(self, everything: bool = False) -> int:
+        """Signal every campaign with answers since the last flush (but those told less
+        than `min_gap_seconds` ago, unless `everything`); returns how many were told.
         A campaign whose workflow is gone is dropped; on other errors its counts wait for
         the next flush."""
+        now = time.monotonic()
         with self._lock:
-            pending, self._pending = self._pending, {}
+            pending = {c: n for c, n in self._pending.items()
+                       if everything or c not in self._told or now - self._told[c] >= self.min_gap_seconds}
+            for campaign_id in pending:
+                del self._pending[campaign_id]
         told = 0
         for campaign_id, counts in pending.items():
             try:
                 await self.client.get_workflow_handle(self.workflow_of(campaign_id)).signal(
                     self.signal, dict(counts))
+                self._told[campaign_id] = now
                 told += 1
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
@@ -66,15 +77,19 @@ class ResponseNotifier:
                 await asyncio.sleep(self.every_seconds)
                 await self.flush()
         finally:
-            await asyncio.shield(self.flush())
+            await asyncio.shield(self.flush(everything=True))
 
 
 class EntryNotifier(ResponseNotifier):
-    """Tells trigger campaigns' workflows that events entered subscribers (`entries_added`,
-    one signal per campaign per flush): they act at once instead of at their next look.
-    Flushed often, since the first contact should follow the event within a second."""
+    """Tells trigger campaigns' workflows that events entered subscribers (`entries_added`):
+    they act at once instead of at their next look. Flushed often, since the first
+    contact should follow the event within a second, but a campaign is told at most once
+    a second: a campaign told a moment ago is serving (`TriggerInput.idle_seconds`, which
+    is longer) and finds its new members in the store without being told, so a stream of
+    events costs Temporal a signal a second per campaign, not one per flush."""
 
     signal = "entries_added"
+    min_gap_seconds = 1.0
 
     def __init__(self, client: Client, every_seconds: float = 0.05,
                  workflow_of: Callable[[int], str] = workflow_id) -> None:

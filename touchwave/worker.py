@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,15 +14,45 @@ from activities.campaign import CampaignActivities
 from channel_adapters.base import ChannelAdapter
 from workflows.campaign import CampaignWorkflow
 from workflows.shard import ShardWorkflow
-from workflows.trigger import TriggerWorkflow
+from workflows.trigger import TriggerWorkflow, journeys_queue
 
 TASK_QUEUE = "touchwave-campaigns"
 
 
+class Workers:
+    """The campaigns' workers: workflows and steps on the task queue, and trigger campaigns'
+    serving (`serve_journeys`) on `journeys_queue(task_queue)` with threads of its own —
+    each running trigger campaign holds one for seconds at a time, which on the shared
+    slots would keep bulk waves' steps waiting. Used like a `Worker`."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for worker in reversed(self.workers):
+            await worker.__aexit__(*exc)
+
+
 def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter],
-                 task_queue: str = TASK_QUEUE, batch_size: int = 1000, threads: int = 8) -> Worker:
+                 task_queue: str = TASK_QUEUE, batch_size: int = 1000, threads: int = 8,
+                 trigger_campaigns: int = 64) -> Workers:
+    """`trigger_campaigns`: how many trigger campaigns this worker serves at once."""
     activities = CampaignActivities(engine, adapters, batch_size=batch_size)
-    return _worker(client, task_queue, threads, [CampaignWorkflow, ShardWorkflow, TriggerWorkflow], activities.all)
+    return Workers(
+        _worker(client, task_queue, threads, [CampaignWorkflow, ShardWorkflow, TriggerWorkflow], activities.all),
+        _worker(client, journeys_queue(task_queue), trigger_campaigns, [], [activities.serve_journeys]),
+    )
 
 
 def build_channel_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter], task_queue: str,

@@ -96,15 +96,8 @@ async def set_status(campaign_id: int, progress: CampaignProgress, status: str) 
 
 
 def add_step_result(steps: dict[str, StepResult], result: StepResult) -> None:
-    """Add what a shard (or a trigger campaign's pass) did at a step to the campaign's
-    progress; the latest report says whether the step waits for the channel's rules."""
-    step = steps.setdefault(result.step_id, StepResult(result.step_id, result.channel))
-    step.claimed += result.claimed
-    step.sent += result.sent
-    step.failed += result.failed
-    for reason, count in result.reasons.items():
-        step.reasons[reason] = step.reasons.get(reason, 0) + count
-    step.waiting_for, step.resume_at = result.waiting_for, result.resume_at
+    """Add what a shard (or a trigger campaign's pass) did at a step to the campaign's progress."""
+    steps.setdefault(result.step_id, StepResult(result.step_id, result.channel)).add(result)
 
 
 @workflow.defn

@@ -1,15 +1,20 @@
 """One workflow per event-triggered campaign (id `campaign-<id>`, like a bulk campaign).
 
 Events enter subscribers into the campaign's members at any moment (the ingest writes
-them, due at the first node now); this workflow holds the campaign's clock. It runs a
-pass over whoever is due — a new entry's first contact, a wait that is over — then
-sleeps until the next member is due or `entries_added` says events came in, whichever
-is first, and looks anyway every `look_every_seconds` in case a signal was lost. No
-timer and no workflow per member: the cost is per pass, not per event.
+them, due at the first node now); this workflow holds the campaign's clock. While
+members are due it runs the `serve_journeys` activity, which passes over whoever is due
+— a new entry's first contact, a wait that is over — a few times a second for a while,
+with no Temporal round trip per pass. Between servings it sleeps until the next member
+is due or `entries_added` says events came in, whichever is first, and looks anyway
+every `look_every_seconds` in case a signal was lost. No timer and no workflow per
+member: the cost is per pass, not per event.
 
-Pause stops the passes (and the ingest enters nobody into a campaign that is not
-running); cancel withdraws every pending contact. The history is bounded by
-continue-as-new.
+Serving runs on a task queue of its own (`journeys_queue`), so trigger campaigns, each
+holding an activity for seconds at a time, never take the slots of bulk waves' steps.
+
+Pause and cancel write the campaign's status to the store first: serving stops at its
+next look, and the ingest enters nobody into a campaign that is not running. Cancel
+then withdraws every pending contact. The history is bounded by continue-as-new.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass
+    from activities.campaign import CampaignActivities, JourneyInput, JourneyPass, StatusInput
     from workflows.campaign import CampaignProgress, add_step_result, history_full, set_status
     from workflows.shard import DB_TIMEOUT, STEP_RETRY
 
@@ -32,7 +37,7 @@ class TriggerState:
     progress: CampaignProgress
     paused: bool = False
     cancelled: bool = False
-    #: events entered subscribers since the last pass
+    #: events entered subscribers since serving last began
     news: bool = True
     #: when the next member is due (UTC epoch seconds)
     next_due_at: float | None = None
@@ -50,11 +55,21 @@ class TriggerInput:
     #: a pass at least this often even without news (a lost `entries_added` costs no more)
     look_every_seconds: float = 60.0
     #: passes start at most this often: entries arriving meanwhile join the next one, so
-    #: a busy stream costs a few passes a second per campaign, not one per flush
-    pass_spacing_seconds: float = 0.5
+    #: a busy stream costs a few passes a second per campaign, not one per event
+    pass_spacing_seconds: float = 0.2
+    #: serving ends after this long with nobody due (0: after one pass, as the
+    #: time-skipping test server needs: it skips time only while no activity runs)
+    idle_seconds: float = 2.0
+    #: serving reports its results at least this often
+    serve_seconds: float = 10.0
     #: continue as new beyond this many history events
     history_limit: int = 10_000
     state: TriggerState | None = field(default=None)
+
+
+def journeys_queue(task_queue: str) -> str:
+    """The task queue of the trigger campaigns' serving, next to the campaigns' own."""
+    return f"{task_queue}.journeys"
 
 
 @workflow.defn
@@ -63,7 +78,6 @@ class TriggerWorkflow:
     def __init__(self, input: TriggerInput) -> None:
         self.input = input
         self.state = input.state or TriggerState(CampaignProgress(status="starting"))
-        self.last_pass: datetime | None = None
 
     @workflow.run
     async def run(self, input: TriggerInput) -> CampaignProgress:
@@ -77,15 +91,12 @@ class TriggerWorkflow:
                 break
             if state.paused:
                 continue
-            if self.last_pass is not None:
-                spacing = self.last_pass + timedelta(seconds=input.pass_spacing_seconds) - workflow.now()
-                if spacing > timedelta(0):
-                    await workflow.sleep(spacing)
-            self.last_pass = workflow.now()
             state.news = False
             done = await workflow.execute_activity_method(
-                CampaignActivities.advance_journeys,
-                JourneyInput(input.campaign_id, input.plan, input.time_scale),
+                CampaignActivities.serve_journeys,
+                JourneyInput(input.campaign_id, input.plan, input.time_scale, input.pass_spacing_seconds,
+                             idle_seconds=input.idle_seconds, serve_seconds=input.serve_seconds),
+                task_queue=journeys_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(seconds=input.heartbeat_seconds),
                 retry_policy=STEP_RETRY,
@@ -147,14 +158,20 @@ class TriggerWorkflow:
 
     @workflow.signal
     async def resume(self) -> None:
+        # the store first: serving begun before it says running would end at once
+        await self._set_status("running")
         self.state.paused = False
         self.state.news = True
-        await self._set_status("running")
 
     @workflow.signal
-    def cancel(self) -> None:
+    async def cancel(self) -> None:
         self.state.cancelled = True
         self.state.progress.status = "cancelling"
+        # the store first: serving and the ingest stop at once, before the withdrawal
+        await workflow.execute_activity_method(
+            CampaignActivities.set_status, StatusInput(self.input.campaign_id, "cancelled"),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
+        )
 
     @workflow.query
     def status(self) -> CampaignProgress:
