@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from touchwave import campaigns, contacts
 from touchwave.contacts import Shard
+from touchwave.store.templates import upload
 
 from .conftest import api_client, load_example
 from .test_waves import members, seed
@@ -147,3 +149,43 @@ def test_touchwave_api_serves_the_offer_view_from_several_worker_processes(store
         server.terminate()
         out, _ = server.communicate(timeout=30)
     assert "with 2 worker process(es)" in out
+
+
+def test_offers_of_equal_priority_come_likeliest_first_and_priority_still_wins(store, running):
+    """Ranked by campaign priority, then how likely the customer is to take the product
+    (the CPC model's score: their own, or their plan's)."""
+    document = load_example("ringback_tone_download.json")
+    document.pop("control_share", None)
+    for step in document["nodes"]:
+        if step["id"] == "hall_window":
+            step.update(offer="CONTRACT_168_504", script="C168_HALL")
+    with store.session.begin() as session:
+        upload(session, {**document, "name": "contract-retention"}, author="test")
+    contract = campaigns.create(store, "contract-retention", created_by="test")
+    campaigns.set_status(store.engine, contract.id, "running")
+    contacts.claim(store.engine, Shard(contract.id), "hall_window", "hall", None,
+                   window_ends_at=contacts.now() + timedelta(days=14))
+    first, second = members(store, running.id)[:2]
+    with store.engine.begin() as conn:
+        ids = dict(conn.execute(text("SELECT msisdn, id FROM subscribers WHERE msisdn IN (:a, :b)"),
+                                {"a": first, "b": second}).all())
+        plan = conn.execute(text("SELECT plan FROM subscribers WHERE msisdn = :m"), {"m": second}).scalar_one()
+        # the first customer takes contracts; the second has no history, and their plan takes ringback tones
+        conn.execute(text("INSERT INTO cpc_subscriber_product (subscriber_id, product, trials, successes, score) "
+                          "VALUES (:s, 'prepay_contract', 4, 3, 0.6), (:s, 'ringback_tone', 4, 0, 0.05)"),
+                     {"s": ids[first]})
+        conn.execute(text("INSERT INTO cpc_rates (kind, grp, item, trials, successes, score) "
+                          "VALUES ('plan_product', :p, 'ringback_tone', 100, 30, 0.3), "
+                          "('plan_product', :p, 'prepay_contract', 100, 2, 0.02)"), {"p": plan})
+    client = api_client(store.engine)
+
+    def shown(msisdn: str) -> list[tuple[str, float | None]]:
+        return [(o["offer"], o["score"]) for o in
+                client.get(f"/v1/customers/{msisdn}/offers", params={"channel": "hall"}).json()]
+
+    assert shown(first) == [("CONTRACT_168_504", 0.6), ("RBT_DOWNLOAD", 0.05)]
+    # the same audience: both campaigns target both customers
+    assert shown(second) == [("RBT_DOWNLOAD", 0.3), ("CONTRACT_168_504", 0.02)]
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE campaigns SET priority = priority + 1 WHERE id = :c"), {"c": running.id})
+    assert [offer for offer, _ in shown(first)] == ["RBT_DOWNLOAD", "CONTRACT_168_504"]
