@@ -289,3 +289,71 @@ def test_tokens_from_the_command_line(with_store, database_url):
     assert with_store("token", "revoke", "1")[0] == 0
     code, _, err = with_store("token", "revoke", "1")
     assert code == 2 and "no live token with id 1" in err
+
+
+@pytest.fixture
+def api_url(with_store, database_url):
+    """The API (no Temporal) served over HTTP by uvicorn in a thread, as `touchwave api` would."""
+    import threading
+
+    import uvicorn
+
+    from touchwave.api.app import create_app
+    from touchwave.store import Store
+
+    from .test_worker_crash import free_port, wait_for_port
+
+    store = Store.open(database_url)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store.engine), host="127.0.0.1", port=port,
+                                          log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def test_the_lifecycle_from_the_command_line_goes_through_the_api_with_its_roles(with_store, api_url, monkeypatch):
+    monkeypatch.setenv("TOUCHWAVE_API_URL", api_url)
+    assert with_store("template", "upload", RINGBACK)[0] == 0
+    assert with_store("subscribers", "synth", "--count", "50")[0] == 0
+    tokens = {user: with_store("token", "create", "--role", role, "--user", user)[1].strip()
+              for user, role in (("cfg", "configurer"), ("apr", "approver"), ("ops", "operator"))}
+
+    def as_user(user: str, *argv: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("TOUCHWAVE_TOKEN", tokens[user])
+        return with_store(*argv)
+
+    code, out, _ = as_user("cfg", "campaign", "create", "ringback-tone-download", "--name", "RBT December")
+    assert code == 0 and "«RBT December»: draft" in out
+    campaign = out.split()[1].rstrip(":")
+    # the wrong role is refused with the API's reason, and nothing changes
+    code, _, err = as_user("cfg", "campaign", "approve", campaign)
+    assert code == 2 and "403" in err and "role configurer may not do this" in err
+    assert as_user("cfg", "campaign", "submit", campaign, "--comment", "for the December push")[0] == 0
+    code, out, _ = as_user("apr", "campaign", "approve", campaign)
+    assert code == 0 and "pending_approval → approved" in out
+    code, _, err = as_user("apr", "campaign", "approve", campaign)
+    assert code == 2 and "409" in err
+    # this API has no Temporal: starting is refused with the reason, and the campaign stays approved
+    code, _, err = as_user("ops", "campaign", "launch", campaign)
+    assert code == 2 and "503" in err
+    code, out, _ = as_user("ops", "campaign", "cancel", campaign, "--comment", "budget moved")
+    assert code == 0 and "approved → cancelled" in out
+    code, out, _ = as_user("ops", "campaign", "audit", campaign)
+    lines = out.splitlines()
+    assert [line.split()[3] for line in lines] == ["create", "submit", "approve", "cancel"]
+    assert lines[1].split()[2] == "cfg" and lines[-1].endswith("budget moved")
+
+
+def test_the_command_line_says_when_the_api_is_not_there_or_no_token_is_set(with_store, monkeypatch):
+    monkeypatch.delenv("TOUCHWAVE_TOKEN", raising=False)
+    code, _, err = with_store("campaign", "submit", "1")
+    assert code == 2 and "set TOUCHWAVE_TOKEN" in err
+    monkeypatch.setenv("TOUCHWAVE_TOKEN", "tw_nothing")
+    monkeypatch.setenv("TOUCHWAVE_API_URL", "http://127.0.0.1:9")
+    code, _, err = with_store("campaign", "submit", "1")
+    assert code == 2 and "does not answer" in err and "Traceback" not in err

@@ -597,6 +597,12 @@ def cmd_cpc_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _signal_or_step(args: argparse.Namespace) -> int:
+    """With a token, pause/resume/cancel go through the API (role operator, audit log);
+    without one, the workflow is signalled directly (the embedded stack's operator)."""
+    return cmd_campaign_step(args) if os.environ.get("TOUCHWAVE_TOKEN") else cmd_campaign_signal(args)
+
+
 def cmd_campaign_signal(args: argparse.Namespace) -> int:
     from touchwave import campaigns
     from workflows.campaign import CampaignWorkflow
@@ -616,6 +622,38 @@ def cmd_campaign_signal(args: argparse.Namespace) -> int:
 
     asyncio.run(send())
     _out(f"campaign {campaign_id}: {args.command} sent")
+    return EXIT_OK
+
+
+def _remote(args: argparse.Namespace):
+    from touchwave.remote import Remote
+
+    return Remote(Settings.from_env(args.database_url).api_url, os.environ.get("TOUCHWAVE_TOKEN"))
+
+
+def cmd_campaign_create(args: argparse.Namespace) -> int:
+    """A draft campaign through the API (role configurer): it starts only once approved."""
+    remote = _remote(args)
+    made = remote.call("POST", "/campaigns", {"template": args.template, "version": args.version, "name": args.name})
+    _out(f"campaign {made['id']} «{made['name']}»: {made['status']}, {made['members']} members, "
+         f"template {made['template']} v{made['template_version']}")
+    return EXIT_OK
+
+
+def cmd_campaign_step(args: argparse.Namespace) -> int:
+    """submit / approve / reject / launch through the API, and pause / resume / cancel when
+    TOUCHWAVE_TOKEN is set: the token's role is checked and the step is in the audit log."""
+    action = "start" if args.command == "launch" else args.command
+    taken = _remote(args).step(args.id, action, getattr(args, "comment", None))
+    _out(f"campaign {taken['campaign_id']}: {taken['from_status']} → {taken['to_status']}")
+    return EXIT_OK
+
+
+def cmd_campaign_audit(args: argparse.Namespace) -> int:
+    rows = _remote(args).call("GET", f"/campaigns/{args.id}/audit")
+    for row in rows:
+        _out(f"{row['at'][:19].replace('T', ' ')}  {row['actor']:<16} {row['action']:<8} "
+             f"{row['from_status'] or '-':>16} → {row['to_status']:<16} {row['comment'] or ''}".rstrip())
     return EXIT_OK
 
 
@@ -1012,8 +1050,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(camp, "status", cmd_campaign_status, "the campaign's funnel per step and channel")
     p.add_argument("id", type=_positive_int)
     for name in ("pause", "resume", "cancel"):
-        p = command(camp, name, cmd_campaign_signal, f"{name} a running campaign")
+        p = command(camp, name, _signal_or_step, f"{name} a running campaign (with TOUCHWAVE_TOKEN: through the API)")
         p.add_argument("id", type=_positive_int)
+        p.add_argument("--comment")
+    p = command(camp, "create", cmd_campaign_create,
+                "a draft campaign from a template, through the API (TOUCHWAVE_TOKEN, role configurer)")
+    p.add_argument("template")
+    p.add_argument("--version", type=_positive_int)
+    p.add_argument("--name")
+    for name, role, what in (("submit", "configurer", "submit a draft for approval"),
+                             ("approve", "approver", "approve a submitted campaign (never your own)"),
+                             ("reject", "approver", "send a submitted campaign back to draft"),
+                             ("launch", "operator", "start an approved campaign's workflow")):
+        p = command(camp, name, cmd_campaign_step, f"{what}, through the API (TOUCHWAVE_TOKEN, role {role})")
+        p.add_argument("id", type=_positive_int)
+        if name != "launch":
+            p.add_argument("--comment", required=name == "reject")
+    p = command(camp, "audit", cmd_campaign_audit, "who took which step when, through the API (TOUCHWAVE_TOKEN)")
+    p.add_argument("id", type=_positive_int)
     p = command(camp, "sync", cmd_campaign_sync,
                 "take in subscribers who match the audience now (a new cohort) and let go of those who left")
     p.add_argument("id", type=_positive_int)
