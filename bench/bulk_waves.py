@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import socket
 import tempfile
@@ -59,6 +60,8 @@ from workflows.campaign import CampaignWorkflow
 from touchwave.temporal import start_campaign
 from touchwave.policy.channels import QUIET_CHANNELS, set_rules
 
+from load_subscribers import postgres_url
+
 SILENT = CustomerModel(accept={}, decline={}, consider={})
 BENCH_TEMPLATE = {
     "name": "bench-three-steps", "business_line": "value_added", "priority": 50, "duration": "P30D",
@@ -91,8 +94,15 @@ def prepare(url: str, members: int) -> int:
     return campaign_id
 
 
+#: `--postgres URL`: a schema of its own per run instead of a SQLite file (dropped at the end)
+POSTGRES: list[str] = []
+SCHEMAS = contextlib.ExitStack()
+
+
 def prepared_store(folder: str, members: int) -> tuple[Store, campaigns.CampaignInfo]:
     url = f"sqlite:///{folder}/bench.db"
+    if POSTGRES:
+        url = SCHEMAS.enter_context(postgres_url(POSTGRES[0]))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         campaign_id = pool.apply(prepare, (url, members))
     store = Store.open(url)
@@ -294,10 +304,12 @@ async def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--baseline-members", type=int, default=2_000)
     parser.add_argument("--shard-size", type=int, default=50_000)
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL database to use instead of SQLite")
     parser.add_argument("--gateway", choices=("http", "mock"), default="http",
                         help="the simulator over HTTP in its own process, or in this one on httpx.MockTransport")
     args = parser.parse_args()
     gateway = Gateway if args.gateway == "http" else InProcessGateway
+    POSTGRES.extend([args.postgres] if args.postgres else [])
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=installed_binary("temporal-test-server"))
     await register_search_attributes(env.client)
     try:
@@ -309,6 +321,7 @@ async def main() -> None:
         print(f"    {ours:,.0f} customer-steps/s over {shards} shards", flush=True)
     finally:
         await env.shutdown()
+        SCHEMAS.close()
     print(f"\nbulk waves: (b) {ours:,.0f} customer-steps/s vs (a) {baseline:,.0f} customer-steps/s = "
           f"{ours / baseline:,.0f}x; goal >= 50,000/s and >= 1000x")
     print(f"peak RSS of the worker's process during (b): {peak_mb:,.0f} MB"
