@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,13 +36,15 @@ class Workers:
         await asyncio.gather(*(w.shutdown() for w in self.workers))
 
     async def __aenter__(self) -> Workers:
-        for worker in self.workers:
-            await worker.__aenter__()
+        # one that fails to start stops those already started
+        async with contextlib.AsyncExitStack() as started:
+            for worker in self.workers:
+                await started.enter_async_context(worker)
+            self._started = started.pop_all()
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for worker in reversed(self.workers):
-            await worker.__aexit__(*exc)
+        await self._started.__aexit__(*exc)
 
 
 def build_worker(client: Client, engine: Engine, adapters: Mapping[str, ChannelAdapter],
