@@ -122,17 +122,15 @@ class JourneyInput:
 
     campaign_id: int
     plan: dict
-    #: demo runs shrink the plan's waits and windows by this factor
-    time_scale: float = 1.0
-    #: passes start at most this often: entries arriving meanwhile join the next one
-    pass_spacing_seconds: float = 0.2
+    #: the campaign's `TriggerInput` says these: its time scale (demos), how often passes
+    #: may start, how long serving goes on with nobody due (0: end as soon as nobody is
+    #: due now) and at most
+    time_scale: float
+    pass_spacing_seconds: float
+    idle_seconds: float
+    serve_seconds: float
     #: with nobody due, the store is looked at this often for new entries
     poll_seconds: float = 0.05
-    #: nobody due for this long: the activity ends and the workflow waits for news
-    #: (0: one pass, then end as soon as nobody is due now)
-    idle_seconds: float = 2.0
-    #: no pass starts after this long; the workflow then counts the results
-    serve_seconds: float = 10.0
 
 
 @dataclass

@@ -58,6 +58,7 @@ from touchwave.store.subscribers import REGIONS
 from touchwave.store.templates import upload
 from touchwave.temporal import dev_server_flags, start_campaign
 from touchwave.worker import build_worker
+from workflows.trigger import TriggerInput
 
 from load_subscribers import postgres_url
 
@@ -208,7 +209,7 @@ async def main() -> None:
     parser.add_argument("--baseline", type=float, default=30.0, help="seconds of the baseline stream")
     parser.add_argument("--match", type=float, default=0.1, help="share of events that match a trigger")
     parser.add_argument("--batch", type=int, default=50, help="events per POST")
-    parser.add_argument("--pass-spacing", type=float, default=0.2,
+    parser.add_argument("--pass-spacing", type=float, default=TriggerInput.pass_spacing_seconds,
                         help="TriggerInput.pass_spacing_seconds: how often a campaign's passes may start")
     parser.add_argument("--postgres", metavar="URL",
                         help="a PostgreSQL database to use instead of SQLite (a schema of its own, dropped after)")

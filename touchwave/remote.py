@@ -37,9 +37,6 @@ class Remote:
     def step(self, campaign_id: int, action: str, comment: str | None = None) -> dict[str, Any]:
         return self.call("POST", f"/campaigns/{campaign_id}/{action}", {"comment": comment})
 
-    def close(self) -> None:
-        self.client.close()
-
 
 def _reason(answer: httpx.Response) -> str:
     try:

@@ -95,7 +95,7 @@ class TriggerWorkflow:
             done = await workflow.execute_activity_method(
                 CampaignActivities.serve_journeys,
                 JourneyInput(input.campaign_id, input.plan, input.time_scale, input.pass_spacing_seconds,
-                             idle_seconds=input.idle_seconds, serve_seconds=input.serve_seconds),
+                             input.idle_seconds, input.serve_seconds),
                 task_queue=journeys_queue(workflow.info().task_queue),
                 start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(seconds=input.heartbeat_seconds),
