@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
@@ -232,9 +233,10 @@ def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict, 
     return suppressed
 
 
-@dataclass(frozen=True, order=True)
-class Outgoing:
-    """A contact handed to a channel adapter (ordered by subscriber: a step's cursor)."""
+class Outgoing(NamedTuple):
+    """A contact handed to a channel adapter (ordered by subscriber: a step's cursor).
+    A named tuple, as `Delivery`: a step makes two per contact, and a tuple is built
+    and sorted in C, several times faster than a frozen dataclass."""
 
     subscriber_id: int
     contact_id: int
@@ -291,38 +293,64 @@ def mark_waiting(engine: Engine, shard: Shard, step_id: str, reason: str) -> int
         ).rowcount
 
 
-_TAKE = text(
-    "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
-    " SELECT c.id FROM contact_ledger c WHERE c.campaign_id = :campaign AND c.step_id = :step"
+#: the next claimed contacts of a shard's step after a subscriber, in subscriber order
+_PICK = (
+    "SELECT c.id, c.subscriber_id, c.idempotency_key, c.address FROM contact_ledger c"
+    " WHERE c.campaign_id = :campaign AND c.step_id = :step"
     " AND c.subscriber_id > :after AND c.subscriber_id <= :last AND c.status = 'claimed'"
     " ORDER BY c.subscriber_id LIMIT :limit"
-    ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
-).bindparams(*utc_binds("now"))
-
-
-_TAKE_IN_HAND = text(
-    "UPDATE contact_ledger SET status = 'sending', at = :now WHERE id IN ("
-    " SELECT c.id FROM campaign_members m JOIN contact_ledger c ON c.campaign_id = m.campaign_id"
+)
+#: the same for members in hand, found through the members' cohort index
+_PICK_IN_HAND = (
+    "SELECT c.id, c.subscriber_id, c.idempotency_key, c.address"
+    " FROM campaign_members m JOIN contact_ledger c ON c.campaign_id = m.campaign_id"
     " AND c.step_id = :step AND c.subscriber_id = m.subscriber_id AND c.attempt = m.entry"
     " WHERE m.campaign_id = :campaign AND m.cohort = :cohort AND m.subscriber_id > :after AND c.status = 'claimed'"
     " ORDER BY m.subscriber_id LIMIT :limit"
-    ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
-).bindparams(*utc_binds("now"))
+)
+
+
+def take_picked(conn: Connection, pick: str, assign: str, params: dict, *binds) -> list[Outgoing]:
+    """Flip the claimed contacts `pick` selects (columns id, subscriber_id,
+    idempotency_key, address) with `assign`, and return them in subscriber order.
+
+    PostgreSQL: one `UPDATE … RETURNING`. SQLite: the batch is read as one JSON value
+    under `BEGIN IMMEDIATE` (nobody can write between the read and the update; inside a
+    transaction that has written already, pysqlite's, the write lock is held), then
+    updated by id. Python's sqlite3 releases and retakes the GIL for every row a
+    statement returns, and each retake waits behind whichever thread runs Python
+    meanwhile: 2,000 returned rows took 300 ms instead of 17 ms beside one busy thread,
+    while the store's one connection was held."""
+    if conn.dialect.name != "sqlite":
+        rows = conn.execute(text(
+            f"UPDATE contact_ledger SET {assign} WHERE id IN (SELECT id FROM ({pick}) AS picked) "
+            "AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address").bindparams(*binds), params)
+        return sorted(Outgoing(*row) for row in rows)
+    if not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    batch = conn.execute(text(
+        f"SELECT json_group_array(json_array(subscriber_id, id, idempotency_key, address)) FROM ({pick})"
+    ), params).scalar_one()
+    taken = sorted(Outgoing(*row) for row in json.loads(batch))
+    if taken:
+        conn.execute(text(f"UPDATE contact_ledger SET {assign} WHERE id IN (SELECT value FROM json_each(:ids))")
+                     .bindparams(*binds), {**params, "ids": json.dumps([c.contact_id for c in taken])})
+    return taken
 
 
 def take_batch(engine: Engine, shard: Shard, step_id: str, limit: int, after: int = -1) -> list[Outgoing]:
     """Hand the next `limit` claimed contacts of this step to the channel, in subscriber
-    order (`claimed → sending`, one statement). `after` is the last subscriber handed out
+    order (`claimed → sending`, `take_picked`). `after` is the last subscriber handed out
     by this attempt: the scan of the shard's range starts there, on the ledger's unique
     (campaign, step, subscriber, attempt) index (members in hand: on the members' cohort
     index, each looked up in the ledger)."""
     params = {**shard.params, "step": step_id, "limit": limit, "after": max(after, shard.first - 1), "now": now()}
     with engine.begin() as conn:
-        return sorted(Outgoing(*row) for row in conn.execute(_TAKE_IN_HAND if shard.in_hand else _TAKE, params))
+        return take_picked(conn, _PICK_IN_HAND if shard.in_hand else _PICK, "status = 'sending', at = :now", params,
+                           *utc_binds("now"))
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """What the channel said about one contact."""
 
     idempotency_key: str
@@ -331,20 +359,21 @@ class Delivery:
     reason: str | None = None
 
 
-# The channel's answers for a batch travel as one JSON parameter and are applied by one
+# The channel's answers for a batch travel as one JSON parameter (an array of
+# [contact id, status, external id, reason]) and are applied by one
 # statement: one round trip instead of one per contact (SQLite then releases the GIL once
 # per batch, not once per row, which lets other steps' Python run meanwhile).
 _RECORD = {
     "sqlite": text(
         "UPDATE contact_ledger SET status = v.status, external_id = v.external_id, reason = v.reason FROM ("
-        " SELECT value ->> '$.id' AS id, value ->> '$.status' AS status, value ->> '$.external_id' AS external_id,"
-        " value ->> '$.reason' AS reason FROM json_each(:answers)"
+        " SELECT value ->> 0 AS id, value ->> 1 AS status, value ->> 2 AS external_id, value ->> 3 AS reason"
+        " FROM json_each(:answers)"
         ") AS v WHERE contact_ledger.id = v.id AND contact_ledger.status = 'sending'"
     ),
     "postgresql": text(
-        "UPDATE contact_ledger SET status = v.status, external_id = v.external_id, reason = v.reason "
-        "FROM jsonb_to_recordset(CAST(:answers AS jsonb)) AS v(id bigint, status text, external_id text, reason text) "
-        "WHERE contact_ledger.id = v.id AND contact_ledger.status = 'sending'"
+        "UPDATE contact_ledger SET status = v.a ->> 1, external_id = v.a ->> 2, reason = v.a ->> 3 "
+        "FROM jsonb_array_elements(CAST(:answers AS jsonb)) AS v(a) "
+        "WHERE contact_ledger.id = CAST(v.a ->> 0 AS bigint) AND contact_ledger.status = 'sending'"
     ),
 }
 
@@ -366,11 +395,8 @@ def record(engine: Engine, campaign_id: int, batch: Sequence[Outgoing], deliveri
     """Store the channel's answers for a batch taken by `take_batch` (one statement) and
     move the members it reached to `contacted` (another)."""
     taken = {c.idempotency_key: c for c in batch}
-    answers = json.dumps([
-        {"id": taken[d.idempotency_key].contact_id, "status": d.status.value, "external_id": d.external_id,
-         "reason": d.reason}
-        for d in deliveries
-    ])
+    answers = json.dumps([[taken[d.idempotency_key].contact_id, d.status.value, d.external_id, d.reason]
+                          for d in deliveries])
     reached = [taken[d.idempotency_key].subscriber_id for d in deliveries
                if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
     dialect = engine.dialect.name

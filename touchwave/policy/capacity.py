@@ -36,16 +36,13 @@ _QUEUE = (
     " AND k.status = 'running')"
 )
 
+#: the shard's next contacts inside what is left of today's capacity
 _HAND_OUT = (
     f"WITH {_QUEUE} "
-    "UPDATE contact_ledger SET {set} WHERE id IN ("
-    " SELECT id FROM queue WHERE rank <= :allowance AND campaign_id = :campaign AND step_id = :step"
-    " AND subscriber_id BETWEEN :first AND :last ORDER BY subscriber_id LIMIT :limit"
-    ") AND status = 'claimed' RETURNING subscriber_id, id, idempotency_key, address"
+    "SELECT c.id, c.subscriber_id, c.idempotency_key, c.address FROM queue q JOIN contact_ledger c ON c.id = q.id"
+    " WHERE q.rank <= :allowance AND q.campaign_id = :campaign AND q.step_id = :step"
+    " AND q.subscriber_id BETWEEN :first AND :last ORDER BY q.subscriber_id LIMIT :limit"
 )
-_SEND = text(_HAND_OUT.format(set="status = 'sending', at = :now")).bindparams(*utc_binds("now"))
-_OPEN = text(_HAND_OUT.format(set="status = 'open', reason = NULL, at = :now, window_ends_at = :ends")
-             ).bindparams(*utc_binds("now", "ends"))
 
 _PLANNED = text(
     f"WITH {_QUEUE} "
@@ -80,9 +77,10 @@ def hand_out(engine: Engine, shard: Shard, step_id: str, channel: str, capacity:
         params = {**shard.params, "channel": channel, "step": step_id, "allowance": allowance,
                   "limit": limit, "now": now}
         if window is None:
-            taken = sorted(Outgoing(*row) for row in conn.execute(_SEND, params))
+            taken = contacts.take_picked(conn, _HAND_OUT, "status = 'sending', at = :now", params, *utc_binds("now"))
         else:
-            taken = sorted(Outgoing(*row) for row in conn.execute(_OPEN, {**params, "ends": now + window}))
+            taken = contacts.take_picked(conn, _HAND_OUT, "status = 'open', reason = NULL, at = :now, window_ends_at = :ends",
+                                         {**params, "ends": now + window}, *utc_binds("now", "ends"))
             contacts.mark_contacted(conn, shard.campaign_id, [t.subscriber_id for t in taken])
         if taken:
             conn.execute(text("UPDATE channel_usage SET used = used + :n WHERE channel = :channel AND day = :day")
