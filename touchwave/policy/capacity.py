@@ -79,8 +79,9 @@ def hand_out(engine: Engine, shard: Shard, step_id: str, channel: str, capacity:
         if window is None:
             taken = contacts.take_picked(conn, _HAND_OUT, "status = 'sending', at = :now", params, *utc_binds("now"))
         else:
-            taken = contacts.take_picked(conn, _HAND_OUT, "status = 'open', reason = NULL, at = :now, window_ends_at = :ends",
-                                         {**params, "ends": now + window}, *utc_binds("now", "ends"))
+            taken = contacts.take_picked(
+                conn, _HAND_OUT, "status = 'open', reason = NULL, at = :now, window_ends_at = :ends",
+                {**params, "ends": now + window}, *utc_binds("now", "ends"))
             contacts.mark_contacted(conn, shard.campaign_id, [t.subscriber_id for t in taken])
         if taken:
             conn.execute(text("UPDATE channel_usage SET used = used + :n WHERE channel = :channel AND day = :day")
