@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.conftest import CATALOG_FILE, load_example
 from touchwave import tokens
 from touchwave.config import PROJECT_ROOT, Settings
+from touchwave.policy import channels
 from touchwave.segments.synthetic import load_population
 from touchwave.stack import Ports, Stack
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
@@ -87,6 +88,8 @@ def live(tmp_path_factory) -> Iterator[LiveStack]:
     with stack.stack.store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(CATALOG_FILE))
     load_population(engine, 1500, seed=11)
+    for channel in channels.QUIET_CHANNELS:  # the test runs at any hour (as conftest's store)
+        channels.set_rules(engine, channel, quiet=None)
     yield stack
     stack.stop()
 
