@@ -57,8 +57,7 @@ def store(database_url: str) -> Iterator[Store]:
 
     opened = Store.open(database_url, migrated=False)
     db.upgrade(opened.engine)
-    for channel in channels.QUIET_CHANNELS:
-        channels.set_rules(opened.engine, channel, quiet=None)
+    channels.lift_quiet_hours(opened.engine)
     yield opened
     opened.close()
 

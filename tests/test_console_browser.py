@@ -88,8 +88,7 @@ def live(tmp_path_factory) -> Iterator[LiveStack]:
     with stack.stack.store.session.begin() as session:
         upsert_catalog(session, read_catalog_file(CATALOG_FILE))
     load_population(engine, 1500, seed=11)
-    for channel in channels.QUIET_CHANNELS:  # the test runs at any hour (as conftest's store)
-        channels.set_rules(engine, channel, quiet=None)
+    channels.lift_quiet_hours(engine)  # the test runs at any hour, as conftest's store
     yield stack
     stack.stop()
 

@@ -4,7 +4,6 @@ transaction, and the dispatcher delivers it exactly once, at BOSS's pace."""
 from __future__ import annotations
 
 import time
-
 from collections import Counter
 from datetime import timedelta
 
