@@ -366,8 +366,8 @@ class CampaignActivities:
         contacts.route_split(self.engine, input.shard.shard, input.route, input.branches)
 
     @activity.defn
-    def active_members(self, input: ShardRef) -> int:
-        return contacts.active_members(self.engine, input.shard)
+    def anyone_left(self, input: ShardRef) -> bool:
+        return contacts.anyone_left(self.engine, input.shard)
 
     @activity.defn
     def withdraw_campaign(self, campaign_id: int) -> int:
@@ -381,7 +381,7 @@ class CampaignActivities:
     @property
     def all(self) -> list:
         """Every activity but `serve_journeys` (it runs on a queue of its own), for the worker."""
-        return [self.open_cohort, self.set_status, self.run_step, self.route_split, self.active_members,
+        return [self.open_cohort, self.set_status, self.run_step, self.route_split, self.anyone_left,
                 self.withdraw_campaign]
 
 

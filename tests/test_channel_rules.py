@@ -130,6 +130,8 @@ def test_a_step_that_reaches_quiet_hours_stops_between_batches_and_finishes_when
     morning = run()
     assert (morning.sent, morning.waiting_for) == (len(everyone) - 40, None)
     assert sim.sms_sent == Counter({m: 1 for m in everyone})
+    # sent, the contacts no longer say what they waited for
+    assert contacts.progress(store.engine, campaign.id)["steps"]["sms_broadcast"]["statuses"] == {"sent": len(everyone)}
 
 
 async def test_quiet_hours_hold_a_wave_on_a_durable_timer_in_the_campaigns_time_zone(temporal, store, sim):

@@ -359,10 +359,24 @@ class Delivery(NamedTuple):
     reason: str | None = None
 
 
-# The channel's answers for a batch travel as one JSON parameter (an array of
-# [contact id, status, external id, reason]) and are applied by one
-# statement: one round trip instead of one per contact (SQLite then releases the GIL once
-# per batch, not once per row, which lets other steps' Python run meanwhile).
+# The channel's answers for a batch travel as JSON parameters and are applied by one
+# statement each: one round trip instead of one per contact (SQLite then releases the GIL
+# once per batch, not once per row, which lets other steps' Python run meanwhile).
+# Contacts sent as asked, nearly all of a batch, come as one object {contact id: the
+# channel's id}, whose entries the database reads without parsing each again (SQLite:
+# 1.5 µs per contact, against 2.5 for the general form); every other answer as an array
+# [contact id, status, external id, reason].
+_RECORD_SENT = {
+    "sqlite": text(
+        "UPDATE contact_ledger SET status = 'sent', external_id = v.value, reason = NULL FROM json_each(:sent) AS v "
+        "WHERE contact_ledger.id = CAST(v.key AS INTEGER) AND contact_ledger.status = 'sending'"
+    ),
+    "postgresql": text(
+        "UPDATE contact_ledger SET status = 'sent', external_id = v.value, reason = NULL "
+        "FROM jsonb_each_text(CAST(:sent AS jsonb)) AS v "
+        "WHERE contact_ledger.id = CAST(v.key AS bigint) AND contact_ledger.status = 'sending'"
+    ),
+}
 _RECORD = {
     "sqlite": text(
         "UPDATE contact_ledger SET status = v.status, external_id = v.external_id, reason = v.reason FROM ("
@@ -395,13 +409,22 @@ def record(engine: Engine, campaign_id: int, batch: Sequence[Outgoing], deliveri
     """Store the channel's answers for a batch taken by `take_batch` (one statement) and
     move the members it reached to `contacted` (another)."""
     taken = {c.idempotency_key: c for c in batch}
-    answers = json.dumps([[taken[d.idempotency_key].contact_id, d.status.value, d.external_id, d.reason]
-                          for d in deliveries])
+    sent: dict[int, str | None] = {}
+    others: list[list] = []
+    for d in deliveries:
+        contact_id = taken[d.idempotency_key].contact_id
+        if d.status == ContactStatus.SENT and d.reason is None:
+            sent[contact_id] = d.external_id
+        else:
+            others.append([contact_id, d.status.value, d.external_id, d.reason])
     reached = [taken[d.idempotency_key].subscriber_id for d in deliveries
                if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
     dialect = engine.dialect.name
     with engine.begin() as conn:
-        conn.execute(_RECORD[dialect], {"answers": answers})
+        if sent:
+            conn.execute(_RECORD_SENT[dialect], {"sent": json.dumps(sent)})
+        if others:
+            conn.execute(_RECORD[dialect], {"answers": json.dumps(others)})
         mark_contacted(conn, campaign_id, reached)
 
 
@@ -430,14 +453,17 @@ def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[
         )
 
 
-def active_members(engine: Engine, shard: Shard) -> int:
-    """Members of the shard who can still be contacted: a wait ends early at zero."""
+def anyone_left(engine: Engine, shard: Shard) -> bool:
+    """Whether a member of the shard can still be contacted: a wait ends early when none
+    can. An existence check, not a count: it stops at the first such member, where a
+    count read all 50,000 of a shard (21 ms) while other shards' steps waited for the
+    store's one SQLite connection."""
     with engine.connect() as conn:
         return conn.execute(
-            text(f"SELECT count(*) FROM campaign_members m WHERE {_IN_SHARD} "
-                 f"AND m.state IN {_ELIGIBLE_SQL}"),
+            text(f"SELECT EXISTS (SELECT 1 FROM campaign_members m WHERE {_IN_SHARD} "
+                 f"AND m.state IN {_ELIGIBLE_SQL})"),
             shard.params,
-        ).scalar_one()
+        ).scalar_one() == 1
 
 
 def withdraw_campaign(engine: Engine, campaign_id: int) -> list[str]:

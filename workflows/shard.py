@@ -149,12 +149,12 @@ class ShardWorkflow:
         deadline = workflow.now() + total
         check_every = max(total / 4, timedelta(minutes=1))
         while not self.cancelled and workflow.now() < deadline:
-            active = await workflow.execute_activity_method(
-                CampaignActivities.active_members, self.input.shard,
+            anyone = await workflow.execute_activity_method(
+                CampaignActivities.anyone_left, self.input.shard,
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=STEP_RETRY,
             )
             remaining = deadline - workflow.now()
-            if active == 0 or remaining <= timedelta(0):
+            if not anyone or remaining <= timedelta(0):
                 return
             self.answers_arrived = False
             with contextlib.suppress(asyncio.TimeoutError):

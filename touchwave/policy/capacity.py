@@ -22,17 +22,14 @@ from sqlalchemy import Connection, Date, Engine, bindparam, text
 
 from touchwave import contacts
 from touchwave.contacts import Outgoing, Shard
-from touchwave.store.models import CAPACITY_CHANNELS, utc_binds
-
-# the partial index's own predicate, which the planner needs to see to use it
-_CHANNELS = ", ".join(f"'{c}'" for c in CAPACITY_CHANNELS)
+from touchwave.store.models import queued_sql, utc_binds
 
 #: the channel's queue across running campaigns, best first (uses ix_contact_ledger_queued)
 _QUEUE = (
     "queue AS (SELECT c.id, c.campaign_id, c.step_id, c.subscriber_id,"
     " row_number() OVER (ORDER BY k.priority DESC, c.campaign_id, c.id) AS rank"
     " FROM contact_ledger c JOIN campaigns k ON k.id = c.campaign_id"
-    f" WHERE c.status = 'claimed' AND c.channel IN ({_CHANNELS}) AND c.channel = :channel"
+    f" WHERE {queued_sql('c.')} AND c.channel = :channel"
     " AND k.status = 'running')"
 )
 
