@@ -11,18 +11,20 @@ from channel_adapters.base import ChannelAdapter, ChannelError, Message
 
 
 class OutboundAdapter(ChannelAdapter):
-    """`POST /v1/calls/tasks` queues calls for agents; `POST /v1/calls/withdraw` takes
-    back the ones not dialled yet (completion elsewhere must reach queued calls)."""
+    """`POST /v1/calls/tasks` queues calls for agents (one campaign and script, many
+    numbers, each with our task id); `POST /v1/calls/withdraw` takes back the ones not
+    dialled yet (completion elsewhere must reach queued calls)."""
 
     channel = "outbound"
 
     def send(self, contacts: Sequence[Outgoing], message: Message) -> list[Delivery]:
         self._throttle(len(contacts))
+        # the campaign and the agents' script once per batch, not once per task: a script
+        # is a few hundred bytes, a task's id and number fifty
         response = self._post("/v1/calls/tasks", {
-            "tasks": [
-                {"id": c.idempotency_key, "to": c.msisdn, "campaign": message.campaign_id, "script": message.script}
-                for c in contacts
-            ],
+            "campaign": message.campaign_id,
+            "script": message.script,
+            "tasks": [{"id": c.idempotency_key, "to": c.msisdn} for c in contacts],
         })
         if response.status_code != 200:
             raise ChannelError(f"call centre refused the tasks: HTTP {response.status_code} {response.text[:200]}")

@@ -10,7 +10,7 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -20,7 +20,7 @@ from channel_adapters.sms import SmsAdapter
 from touchwave import campaigns
 from touchwave.responses import record_response
 from touchwave.store.catalog import read_catalog_file, upsert_catalog
-from touchwave.store.models import Outcome
+from touchwave.store.models import Outcome, Script
 from touchwave.segments.synthetic import load_population
 from touchwave.store.templates import upload
 from touchwave.worker import build_worker
@@ -144,6 +144,9 @@ async def test_three_waves_with_day_long_waits_run_in_seconds(temporal, store, s
     assert set(steps["hall_window"]) == everyone and set(steps["hall_window"].values()) == {"open"}
     assert set(steps["hotline_window"]) == everyone
     assert {t.msisdn for t in sim.tasks.values()} == everyone
+    with store.engine.connect() as conn:
+        call_script = conn.scalar(select(Script.text).where(Script.code == "RBT_OUTBOUND"))
+    assert call_script and {t.script for t in sim.tasks.values()} == {call_script}  # what the agents read out
     assert result.status == "finished"
     assert result.shards == -(-len(everyone) // 100) == result.shards_done
     assert result.steps["sms_broadcast"].sent == len(everyone)

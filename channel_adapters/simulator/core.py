@@ -53,6 +53,8 @@ class CallTask:
     key: str
     msisdn: str
     campaign_id: int
+    #: what the agent reads out (the batch's script)
+    script: str = ""
     state: str = "queued"  # queued → dialled | withdrawn
 
 
@@ -132,11 +134,12 @@ class Simulator:
 
     def _call_tasks(self, body: dict) -> dict:
         results = []
+        campaign, script = int(body["campaign"]), body.get("script", "")
         for task in body["tasks"]:
             key = task["id"]
             existing = self._task_by_key.get(key)  # a repeated id is the same task, not a new call
             if existing is None:
-                existing = CallTask(f"call-{next(self._ids)}", key, task["to"], int(task["campaign"]))
+                existing = CallTask(f"call-{next(self._ids)}", key, task["to"], campaign, script)
                 self.tasks[existing.task_id] = existing
                 self._task_by_key[key] = existing
             results.append({"id": key, "status": "queued", "task_id": existing.task_id})
