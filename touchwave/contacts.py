@@ -440,30 +440,22 @@ def record(engine: Engine, campaign_id: int, batch: Sequence[Outgoing], deliveri
             others.append([contact_id, d.status.value, d.external_id, d.reason])
     reached = [taken[d.idempotency_key].subscriber_id for d in deliveries
                if d.status in (ContactStatus.SENT, ContactStatus.DELIVERED)]
-    # parameters are encoded before the transaction: Python's work in it holds the
-    # store's one SQLite connection while other steps' threads want the GIL too
     dialect = engine.dialect.name
-    sent_param = {"sent": json.dumps(sent)} if sent else None
-    others_param = {"answers": json.dumps(others)} if others else None
-    contacted_param = _contacted_params(dialect, campaign_id, reached) if reached else None
     with engine.begin() as conn:
-        if sent_param:
-            conn.execute(_RECORD_SENT[dialect], sent_param)
-        if others_param:
-            conn.execute(_RECORD[dialect], others_param)
-        if contacted_param:
-            conn.execute(_MARK_CONTACTED[dialect], contacted_param)
-
-
-def _contacted_params(dialect: str, campaign_id: int, reached: Sequence[int]) -> dict:
-    return {"campaign": campaign_id, "now": now(),
-            "reached": json.dumps(list(reached)) if dialect == "sqlite" else list(reached)}
+        if sent:
+            conn.execute(_RECORD_SENT[dialect], {"sent": json.dumps(sent)})
+        if others:
+            conn.execute(_RECORD[dialect], {"answers": json.dumps(others)})
+        mark_contacted(conn, campaign_id, reached)
 
 
 def mark_contacted(conn: Connection, campaign_id: int, reached: Sequence[int]) -> None:
     """Pending members the channel reached (subscriber ids) are `contacted` now: one statement."""
     if reached:
-        conn.execute(_MARK_CONTACTED[conn.dialect.name], _contacted_params(conn.dialect.name, campaign_id, reached))
+        dialect = conn.dialect.name
+        conn.execute(_MARK_CONTACTED[dialect], {"campaign": campaign_id, "now": now(),
+                                                "reached": json.dumps(list(reached)) if dialect == "sqlite"
+                                                else list(reached)})
 
 
 def route_split(engine: Engine, shard: Shard, route: str | None, branches: dict[str, str]) -> None:
