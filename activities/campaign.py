@@ -244,6 +244,7 @@ class CampaignActivities:
             result.reasons.update(claimed.suppressed)
             metrics.suppressed(input.shard.campaign_id, input.channel, claimed.suppressed)
             contacts.recover_step(self.engine, shard, input.step_id)
+            pending = contacts.anyone_pending(self.engine, shard)
             message = Message(input.shard.campaign_id, input.step_id, input.offer, self._script_text(input.script))
         after = -1
         while True:
@@ -269,7 +270,7 @@ class CampaignActivities:
                     metrics.contacted(input.shard.campaign_id, input.channel, len(batch), 0, passive=True)
                 else:
                     deliveries = adapter.send(batch, message)
-                    contacts.record(self.engine, input.shard.campaign_id, batch, deliveries)
+                    contacts.record(self.engine, input.shard.campaign_id, batch, deliveries, mark_reached=pending)
                     metrics.contacted(input.shard.campaign_id, input.channel, *_count(result, deliveries))
                 activity.heartbeat(result.sent + result.failed)
                 if last:

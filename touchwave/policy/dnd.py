@@ -47,6 +47,19 @@ def in_force_sql(channel_sql: str = "CAST(:channel AS VARCHAR)") -> str:
 IN_FORCE_SQL = in_force_sql()
 
 
+def any_in_force(conn: Connection, campaign_id: int, channel: str, now: datetime) -> bool:
+    """Some entry is in force for `channel` or campaign's business line, for anyone.
+
+    A claim asks first, in its own transaction: with none, the per-member test (an index
+    probe for every eligible member, 1 µs each) cannot suppress anybody and is left out."""
+    return conn.execute(text(
+        "SELECT 1 FROM dnd_entries d JOIN campaigns k ON k.id = :campaign "
+        "WHERE d.scope IN ('global', 'channel:' || CAST(:channel AS VARCHAR), 'business_line:' || k.business_line) "
+        "AND (d.expires_at IS NULL OR d.expires_at > :now) LIMIT 1"
+    ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
+        {"campaign": campaign_id, "channel": channel, "now": now}).first() is not None
+
+
 @dataclass(frozen=True)
 class DndEntry:
     msisdn: str
