@@ -268,8 +268,9 @@ async def _with_progress(handle, every: float = 30.0):
         if done:
             return outcome.result()
         progress = await handle.query(CampaignWorkflow.status)
-        steps = ", ".join(f"{step} {r.sent:,}" for step, r in progress.steps.items())
-        print(f"    … {progress.status}: shards {progress.shards_done}/{progress.shards}, sent {steps}", flush=True)
+        # a passive step sends nothing: its claim opens the members' offer windows
+        steps = ", ".join(f"{step} {r.claimed:,} claimed, {r.sent:,} sent" for step, r in progress.steps.items())
+        print(f"    … {progress.status}: shards {progress.shards_done}/{progress.shards}; {steps}", flush=True)
 
 
 async def per_campaign(env: WorkflowEnvironment, members: int, shard_size: int,
