@@ -281,3 +281,48 @@ async def test_a_flaky_gateway_delivers_each_message_once_and_a_dead_number_fail
     assert result.steps["sms_broadcast"].failed == 1
     assert result.steps["sms_broadcast"].reasons == {"number not in service": 1}
     assert ledger(store, campaign.id)["hall_window"][dead] == "open"
+
+
+SMS_THEN_CALL = {
+    "name": "sms-then-call", "business_line": "value_added", "priority": 50, "duration": "P30D",
+    "audience": {"rule": {"field": "plan", "op": "ne", "value": "none"}},
+    "nodes": [
+        {"id": "sms", "type": "sms", "offer": "RBT_DOWNLOAD", "script": "RBT_SMS"},
+        {"id": "wait", "type": "wait", "wait": "P3D"},
+        {"id": "call", "type": "outbound", "offer": "RBT_DOWNLOAD", "script": "RBT_OUTBOUND"},
+        {"id": "end", "type": "end"},
+    ],
+    "edges": [{"from": "sms", "to": "wait"}, {"from": "wait", "to": "call"}, {"from": "call", "to": "end"}],
+}
+
+
+async def test_a_member_the_sms_could_not_reach_is_pending_until_the_call_reaches_them(temporal, store):
+    """Members move to contacted when a channel reaches them, in whichever step: the SMS
+    gateway rejects one number, its member is still pending at the call, which reaches
+    them (the call's other shards, nobody pending, have nobody to move)."""
+    with store.session.begin() as session:
+        upsert_catalog(session, read_catalog_file(CATALOG_FILE))
+        upload(session, SMS_THEN_CALL, author="test")
+    load_population(store.engine, 300, seed=5, today=date.today())
+    campaign = campaigns.create(store, SMS_THEN_CALL["name"], created_by="test")
+    everyone = members(store, campaign.id)
+    dead = everyone[3]
+
+    def states() -> dict[str, str]:
+        with store.engine.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT s.msisdn, m.state FROM campaign_members m JOIN subscribers s ON s.id = m.subscriber_id "
+                "WHERE m.campaign_id = :c"), {"c": campaign.id}).all())
+
+    sim = Simulator(seed=2, customers=SILENT, reject_numbers={dead})
+    worker, handle = await start(temporal, store, sim, campaign)
+    async with worker:
+        await until(lambda: ledger(store, campaign.id).get("sms", {}).get(dead) == "failed"
+                    and "sending" not in ledger(store, campaign.id)["sms"].values()
+                    and "claimed" not in ledger(store, campaign.id)["sms"].values())
+        after_sms = states()
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "finished"
+    assert after_sms[dead] == "pending" and {after_sms[m] for m in everyone if m != dead} == {"contacted"}
+    assert ledger(store, campaign.id)["call"][dead] == "sent" and len(sim.tasks) == len(everyone)
+    assert set(states().values()) == {"contacted"}
