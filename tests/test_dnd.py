@@ -48,6 +48,27 @@ def test_an_active_step_suppresses_whom_an_entry_in_force_covers(store, covered)
     assert contacts.progress(store.engine, campaign.id)["steps"]["sms_broadcast"]["statuses"]["suppressed:dnd"] == 3
 
 
+@pytest.mark.parametrize("scope", ["global", "channel:outbound", "business_line:value_added"])
+def test_one_entry_in_force_alone_is_enough_to_suppress(store, scope):
+    """A claim looks for entries in force before it tests its members one by one: a single
+    entry of any scope must be found, and another channel's, another business line's and
+    an expired one suppress nobody."""
+    campaign = seed(store)
+    everyone = members(store, campaign.id)
+    first, second, third, covered_one = everyone[:4]
+    dnd.add(store.engine, [
+        dnd.entry(first, "channel:app", "regulator"),
+        dnd.entry(second, "business_line:broadband", "customer_request"),
+        dnd.entry(third, "global", "bounced", expires=contacts.now() - timedelta(days=1)),
+    ], created_by="test")
+    sms = contacts.claim(store.engine, Shard(campaign.id), "sms_broadcast", "sms", None)
+    assert (sms.claimed, sms.suppressed) == (len(everyone), {})
+    dnd.add(store.engine, [dnd.entry(covered_one, scope, "complaint")], created_by="test")
+    call = contacts.claim(store.engine, Shard(campaign.id), "outbound_call", "outbound", None)
+    assert (call.claimed, call.suppressed) == (len(everyone) - 1, {"dnd": 1})
+    assert ledger(store, campaign.id)["outbound_call"][covered_one] == "suppressed"
+
+
 def test_a_passive_channel_shows_the_offer_flagged_not_to_push(store, covered):
     campaign, (a, b, c, d, e) = covered
     campaigns.set_status(store.engine, campaign.id, "running")
