@@ -192,7 +192,7 @@ class StoreTime:
     wall time, whatever the rest of the worker does."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine, self.held, self.sql = engine, 0.0, 0.0
+        self.held, self.sql = 0.0, 0.0
         self._listeners = [(engine, "before_cursor_execute", self._before),
                            (engine, "after_cursor_execute", self._after),
                            (engine.pool, "checkout", self._checkout), (engine.pool, "checkin", self._checkin)]

@@ -208,7 +208,7 @@ def _suppress(conn: Connection, route: str | None, lock: str, params: dict, reas
 def _apply_policy(conn: Connection, route: str | None, lock: str, params: dict, timezone: str) -> dict[str, int]:
     """Do-not-disturb, arbitration between campaigns, frequency caps — in that order, so a
     member suppressed for several reasons is counted under the first."""
-    suppressed = {}
+    suppressed: dict[str, int] = {}
     if dnd_policy.any_in_force(conn, params["campaign"], params["channel"], params["now"]):
         suppressed = _suppress(conn, route, lock, params, "'dnd'", dnd_policy.IN_FORCE_SQL)
     caps = caps_policy.caps_for(conn, params["channel"])

@@ -32,16 +32,18 @@ log = logging.getLogger(__name__)
 
 GLOBAL = "global"
 
+def _in_force(channel_sql: str) -> str:
+    """Entry `d` is in force for the channel `channel_sql` or the business line of campaign `k`."""
+    return (f"d.scope IN ('global', 'channel:' || {channel_sql}, 'business_line:' || k.business_line) "
+            "AND (d.expires_at IS NULL OR d.expires_at > :now)")
+
+
 #: an entry in force for contact `m` (a campaign member, with `s` its subscriber and `k`
 #: its campaign) on channel :channel, evaluated in the claim's own statement
 def in_force_sql(channel_sql: str = "CAST(:channel AS VARCHAR)") -> str:
     """An entry in force covers subscriber `s` of campaign `k` for the channel
     `channel_sql` (the bound :channel, or a column when several channels are weighed)."""
-    return (
-        "EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn "
-        f"AND d.scope IN ('global', 'channel:' || {channel_sql}, 'business_line:' || k.business_line) "
-        "AND (d.expires_at IS NULL OR d.expires_at > :now))"
-    )
+    return f"EXISTS (SELECT 1 FROM dnd_entries d WHERE d.msisdn = s.msisdn AND {_in_force(channel_sql)})"
 
 
 IN_FORCE_SQL = in_force_sql()
@@ -54,8 +56,7 @@ def any_in_force(conn: Connection, campaign_id: int, channel: str, now: datetime
     probe for every eligible member, 1 µs each) cannot suppress anybody and is left out."""
     return conn.execute(text(
         "SELECT 1 FROM dnd_entries d JOIN campaigns k ON k.id = :campaign "
-        "WHERE d.scope IN ('global', 'channel:' || CAST(:channel AS VARCHAR), 'business_line:' || k.business_line) "
-        "AND (d.expires_at IS NULL OR d.expires_at > :now) LIMIT 1"
+        f"WHERE {_in_force('CAST(:channel AS VARCHAR)')} LIMIT 1"
     ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
         {"campaign": campaign_id, "channel": channel, "now": now}).first() is not None
 
